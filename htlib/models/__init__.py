@@ -1,0 +1,1 @@
+"""Models: the target CNN run on given weights, the HyperTransformer, baselines."""
