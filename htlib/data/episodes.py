@@ -1,0 +1,152 @@
+"""N-way K-shot episodes, sampled in batches.
+
+An episode (Vinyals et al., 2016) is a tiny classification task: pick N classes of the
+split, give them the slot labels 0..N-1 in a random order, and draw K labelled
+*support* images and Q *query* images per class. The model sees the support set and is
+scored on the queries. For the semi-supervised setting (paper Sec. 4.3) each class also
+contributes U *unlabelled* support images, and optionally D *distractor* classes outside
+the episode contribute U unlabelled images each.
+
+Everything is sampled for a whole batch of B episodes at once with tensor ops, so
+sampling is never the bottleneck of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from htlib.data.base import ClassImages, to_float
+
+
+@dataclass
+class Episode:
+    """A batch of B episodes; images are float32 in [-1, 1].
+
+    Support and query images are grouped by class slot: sample i of the support set has
+    label i // K. Order does not matter to the models (they are permutation invariant).
+    """
+
+    support: torch.Tensor  # (B, N*K, C, H, W)
+    support_labels: torch.Tensor  # (B, N*K) in 0..N-1
+    query: torch.Tensor  # (B, N*Q, C, H, W)
+    query_labels: torch.Tensor  # (B, N*Q)
+    unlabelled: torch.Tensor  # (B, (N+D)*U, C, H, W)
+    unlabelled_labels: torch.Tensor  # (B, (N+D)*U) true slot, -1 for distractors; never fed to models
+    classes: torch.Tensor  # (B, N) index (in the split) of the class in each slot
+    ways: int
+
+    def to(self, device: torch.device | str) -> "Episode":
+        return Episode(**{f.name: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+                          for f in fields(self) for v in [getattr(self, f.name)]})
+
+    @property
+    def batch_size(self) -> int:
+        return self.support.shape[0]
+
+    def support_with_unlabelled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support images followed by unlabelled ones, labels -1 marking the unlabelled."""
+        hidden = torch.full_like(self.unlabelled_labels, -1)
+        return (torch.cat([self.support, self.unlabelled], dim=1),
+                torch.cat([self.support_labels, hidden], dim=1))
+
+
+class EpisodeSampler:
+    """Draws batches of N-way K-shot episodes from one split, deterministically from a seed.
+
+    Args:
+        data: the split to sample from.
+        ways, shots, queries: N, K and Q (Q query images per class).
+        unlabelled: U unlabelled support images per class (0 = fully supervised).
+        distractors: D extra classes, outside the episode, that add U unlabelled images each.
+        batch_size: B episodes per call.
+        augment_rotations: rotate every image of a class by the same random multiple of
+            90 degrees (MAML-style augmentation used by the paper's Omniglot scripts).
+        seed: the same seed gives the same sequence of episodes.
+    """
+
+    def __init__(
+        self,
+        data: ClassImages,
+        ways: int,
+        shots: int,
+        queries: int,
+        unlabelled: int = 0,
+        distractors: int = 0,
+        batch_size: int = 1,
+        augment_rotations: bool = False,
+        seed: int = 0,
+    ) -> None:
+        for name, value, low in [("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 1),
+                                 ("unlabelled", unlabelled, 0), ("distractors", distractors, 0),
+                                 ("batch_size", batch_size, 1)]:
+            if int(value) != value or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if distractors and not unlabelled:
+            raise ValueError("distractors add unlabelled samples: set unlabelled >= 1 as well")
+        if ways + distractors > data.num_classes:
+            raise ValueError(
+                f"{ways}-way episodes{f' with {distractors} distractor classes' if distractors else ''} "
+                f"need {ways + distractors} classes, but the {data.dataset}/{data.split} split has "
+                f"only {data.num_classes}. Lower ways/distractors or use a larger split."
+            )
+        per_episode_class = shots + queries + unlabelled
+        if per_episode_class > data.per_class:
+            raise ValueError(
+                f"shots + queries + unlabelled = {shots} + {queries} + {unlabelled} = "
+                f"{per_episode_class} images per class, but {data.dataset}/{data.split} has only "
+                f"{data.per_class} images per class. Lower shots, queries or unlabelled."
+            )
+        _, height, width = data.image_shape
+        needs_square = augment_rotations or bool((data.rotation % 2).any())
+        if needs_square and height != width:
+            raise ValueError(f"90-degree rotations need square images, got {height}x{width}")
+        self.data = data
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.unlabelled, self.distractors = unlabelled, distractors
+        self.batch_size = batch_size
+        self.augment_rotations = augment_rotations
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __repr__(self) -> str:
+        return (f"EpisodeSampler({self.data.dataset}/{self.data.split}, {self.ways}-way "
+                f"{self.shots}-shot, {self.queries} queries, {self.unlabelled} unlabelled, "
+                f"{self.distractors} distractors, batch {self.batch_size}, seed {self.seed})")
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+    def sample(self) -> Episode:
+        """Draw the next batch of episodes."""
+        g, data = self.generator, self.data
+        B, N, K, Q, U = self.batch_size, self.ways, self.shots, self.queries, self.unlabelled
+        total_classes = N + self.distractors
+        # Random class choice without replacement; slot order is random too (argsort of noise).
+        classes = torch.rand(B, data.num_classes, generator=g).argsort(dim=1)[:, :total_classes]
+        picks = torch.rand(B, total_classes, data.per_class, generator=g).argsort(dim=2)[..., : K + Q + U]
+        images = data.images[data.source[classes].unsqueeze(-1), picks]  # (B, N+D, K+Q+U, C, H, W) uint8
+        turns = data.rotation[classes]
+        if self.augment_rotations:
+            turns = (turns + torch.randint(0, 4, turns.shape, generator=g)) % 4
+        for k in (1, 2, 3):
+            mask = turns == k
+            if mask.any():
+                images[mask] = torch.rot90(images[mask], k, dims=(-2, -1))
+        images = to_float(images)
+        shape = images.shape[3:]  # (C, H, W)
+        slots = torch.arange(N)
+        unl = images[:, :, K + Q:].reshape(B, total_classes * U, *shape)
+        unl_labels = torch.cat([slots, torch.full((self.distractors,), -1)]).repeat_interleave(U)
+        return Episode(
+            support=images[:, :N, :K].reshape(B, N * K, *shape),
+            support_labels=slots.repeat_interleave(K).expand(B, -1).clone(),
+            query=images[:, :N, K:K + Q].reshape(B, N * Q, *shape),
+            query_labels=slots.repeat_interleave(Q).expand(B, -1).clone(),
+            unlabelled=unl,
+            unlabelled_labels=unl_labels.expand(B, -1).clone(),
+            classes=classes[:, :N],
+            ways=N,
+        )

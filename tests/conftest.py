@@ -1,0 +1,29 @@
+"""Shared fixtures: where the real Omniglot lives for tests (never downloaded here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def omniglot_data_dir() -> Path:
+    """The data directory holding omniglot/*.zip.
+
+    HTLIB_DATA wins; when it is set but lacks the archives the test FAILS (CI sets it, so
+    a broken data path must not turn into silent skips). Without HTLIB_DATA we look at
+    ../shared/data and skip, saying why, only if that is absent too.
+    """
+    env = os.environ.get("HTLIB_DATA")
+    if env:
+        path = Path(env)
+        assert (path / "omniglot" / "images_background.zip").is_file(), (
+            f"HTLIB_DATA={env} has no omniglot/images_background.zip")
+        return path
+    if (SHARED_DATA / "omniglot" / "images_background.zip").is_file():
+        return SHARED_DATA
+    pytest.skip("real Omniglot not found: set HTLIB_DATA to a directory holding omniglot/*.zip")
