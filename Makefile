@@ -1,0 +1,43 @@
+# Everyday targets. The two a new user needs:  make run   (main job)   and   make test.
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= quick
+DATASET ?= omniglot
+DEVICE  ?= auto
+DOWNLOAD ?= 0
+CI_NOTEBOOKS := build/notebooks-ci
+
+.PHONY: setup run test unit notebooks-ci nbval lab download clean
+
+setup: $(VENV)/.installed  ## create .venv and install htlib with its test tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+download: setup  ## fetch Omniglot from its official source into $HTLIB_DATA or ./data
+	$(PY) -m htlib download omniglot
+
+run: setup  ## main job: every notebook end to end with papermill (PROFILE, DATASET, DEVICE)
+ifeq ($(DOWNLOAD),1)
+	$(PY) -m htlib download omniglot
+endif
+	$(PY) -m htlib notebooks --profile $(PROFILE) --dataset $(DATASET) --device $(DEVICE)
+
+test: unit nbval  ## unit tests, then every notebook at the ci profile (papermill), checked by nbval
+
+unit: setup  ## pytest: htlib's unit tests and the papermill runs of the notebooks
+	$(PY) -m pytest -q
+
+nbval: setup  ## re-execute the papermill outputs (ci parameters injected) under nbval
+	@test -n "$$(ls $(CI_NOTEBOOKS)/*.ipynb 2>/dev/null)" || { echo "run 'make unit' first: no notebooks in $(CI_NOTEBOOKS)"; exit 1; }
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(CI_NOTEBOOKS)/*.ipynb
+
+lab: setup  ## open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:  ## remove executed notebooks and caches (not the datasets)
+	rm -rf build runs/notebooks data/cache .pytest_cache

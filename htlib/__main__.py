@@ -1,0 +1,5 @@
+import sys
+
+from htlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""The figures the notebooks show. Plots never train and never read files."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _as_display(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) image in [-1, 1] or uint8 -> (H, W) or (H, W, 3) floats in [0, 1]."""
+    img = image.detach().cpu().float()
+    if image.dtype == torch.uint8:
+        img = img / 255.0
+    else:
+        img = (img + 1.0) / 2.0
+    img = img.clamp(0, 1)
+    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+
+
+def image_grid(
+    images: torch.Tensor | list[list[torch.Tensor | None]],
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    title: str | None = None,
+    cell: float = 0.9,
+    frames: list[list[str | None]] | None = None,
+) -> plt.Figure:
+    """Show images as a grid: a tensor (R, C, channels, H, W) or nested lists with None for blanks.
+
+    `frames` optionally gives an R x C nested list of matplotlib colours (or None) drawn
+    around single cells, e.g. to mark unlabelled samples.
+    """
+    rows, cols = len(images), len(images[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell + 1.5, rows * cell + 0.6), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row_labels is not None and c == 0:
+                ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+            if col_labels is not None and r == 0:
+                ax.set_title(col_labels[c], fontsize=8)
+            if images[r][c] is None:
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                continue
+            ax.imshow(_as_display(images[r][c]), cmap="gray", vmin=0, vmax=1)
+            colour = None if frames is None else frames[r][c]
+            for spine in ax.spines.values():
+                spine.set_visible(colour is not None)
+                if colour is not None:
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def episode_grid(
+    images: torch.Tensor,
+    columns: torch.Tensor,
+    names: list[str],
+    title: str,
+    highlight: torch.Tensor | None = None,
+) -> plt.Figure:
+    """One episode's images (S, channels, H, W), one grid column per entry of `names`.
+
+    `columns` (S,) says which column each image goes to (usually its class slot);
+    images where `highlight` (S,) is True get an orange frame (e.g. unlabelled ones).
+    """
+    stacks: list[list[tuple[torch.Tensor, bool]]] = [[] for _ in names]
+    for i, column in enumerate(columns.tolist()):
+        stacks[column].append((images[i], bool(highlight[i]) if highlight is not None else False))
+    depth = max(len(s) for s in stacks)
+    grid = [[s[r][0] if r < len(s) else None for s in stacks] for r in range(depth)]
+    frames = [[("tab:orange" if s[r][1] else None) if r < len(s) else None for s in stacks] for r in range(depth)]
+    return image_grid(grid, col_labels=names, title=title, frames=frames)
