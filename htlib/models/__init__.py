@@ -1,1 +1,28 @@
-"""Models: the target CNN run on given weights, the HyperTransformer, baselines."""
+"""Models: the target CNN run on given weights, the transformer encoder, the HyperTransformer."""
+
+from htlib.models.cnn import (
+    BatchNormParams,
+    CNNSpec,
+    cnn_block,
+    cnn_features,
+    cnn_forward,
+    expand_to_episodes,
+    linear_logits,
+)
+from htlib.models.hypertransformer import HTConfig, HyperTransformer, LayerGenerator
+from htlib.models.transformer import TransformerConfig, TransformerEncoder
+
+__all__ = [
+    "BatchNormParams",
+    "CNNSpec",
+    "HTConfig",
+    "HyperTransformer",
+    "LayerGenerator",
+    "TransformerConfig",
+    "TransformerEncoder",
+    "cnn_block",
+    "cnn_features",
+    "cnn_forward",
+    "expand_to_episodes",
+    "linear_logits",
+]
