@@ -1,0 +1,355 @@
+"""HyperTransformer: a transformer that writes the weights of a small CNN from a support set.
+
+Paper, Sec. 3 ("HyperTransformer"): every support sample becomes a token (label embedding + local
+features of its activations at the layer being generated + shared image features); each generated
+layer has its own encoder that reads [weight placeholders ; sample tokens] and writes one weight
+slice per placeholder. Layers are generated in order, and the support set is pushed through each
+freshly generated layer to produce the activations that the next layer's tokens are built from.
+
+Everything is batched over B episodes: transformers run on (B, T, width), feature extractors on
+(B*S, C, H, W), and the target CNN with grouped convolutions (see ``cnn.py``). There is no Python
+loop over episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from htlib.models.cnn import (
+    BatchNormParams,
+    CNNSpec,
+    activation_fn,
+    cnn_block,
+    cnn_forward,
+    expand_to_episodes,
+)
+from htlib.models.transformer import TransformerConfig, TransformerEncoder
+
+
+@dataclass
+class HTConfig:
+    """HyperTransformer settings; defaults are the reference Omniglot 1-shot script.
+
+    ``activation`` is used by the transformers and the feature extractors; the target CNN's own
+    nonlinearity is ``cnn.activation``. ``generate`` picks the generated layers: "all" (every conv
+    layer and the logits layer), "logits" (logits layer only, the conv layers are ordinary trained
+    weights) or an int k (the last k conv layers and the logits layer).
+    ``ff_width_factor`` = 1.0 and ``attention_width_factor`` = 1.0 follow the reference Omniglot
+    script (its miniImageNet script uses 0.5 for attention). Either feature size may be 0 to switch
+    that extractor off (an ablation).
+    """
+
+    label_dim: int = 32
+    local_features: int = 8
+    shared_features: int = 32
+    transformer_layers: int = 3
+    heads: int = 2
+    max_ways: int = 20
+    attention_width_factor: float = 1.0
+    ff_width_factor: float = 1.0
+    activation: str = "relu"
+    dropout: float = 0.0
+    cnn: CNNSpec = field(default_factory=CNNSpec)
+    generate: str | int = "all"
+    # Two choices that make training leave its initial chance-level plateau within a few hundred
+    # steps instead of thousands (measured in the README's "Departures" section):
+    # the logits placeholder of class c IS the label embedding of class c (the reference learns a
+    # separate vector per slot), and local/shared features are standardised (LayerNorm without
+    # parameters) so that they are on the same scale as the N(0, 1) label embeddings.
+    tie_logits_placeholders: bool = True
+    normalize_features: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.generate, str) and self.generate.isdigit():  # e.g. "2" from papermill
+            self.generate = int(self.generate)
+        self.generated_conv_layers()  # validates ``generate``
+        activation_fn(self.activation)
+
+    def generated_conv_layers(self) -> list[int]:
+        """Indices of the conv layers whose weights are generated (the logits layer always is)."""
+        n = self.cnn.num_conv_layers
+        if self.generate == "all":
+            return list(range(n))
+        if self.generate == "logits":
+            return []
+        if isinstance(self.generate, int) and not isinstance(self.generate, bool) and 0 <= self.generate <= n:
+            return list(range(n - self.generate, n))
+        raise ValueError(
+            f"generate must be 'all', 'logits' or an int in [0, {n}], got {self.generate!r}."
+        )
+
+    @property
+    def sample_dim(self) -> int:
+        """Width of a sample token before padding: label embedding + local + shared features."""
+        return self.label_dim + self.local_features + self.shared_features
+
+    def token_width(self, slice_size: int) -> int:
+        """Transformer width of a layer, laid out as in the reference: the first ``label_dim``
+        entries hold the label / placeholder embedding, the rest holds a sample's features or,
+        at the output of a placeholder, its weight slice."""
+        return self.label_dim + max(self.local_features + self.shared_features, slice_size)
+
+
+# ---------------------------------------------------------------- feature extractors
+
+
+def _conv(c_in: int, c_out: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1)
+
+
+class SharedFeatures(nn.Module):
+    """Image features shared by all generated layers (run once per episode on the raw images).
+
+    4 conv layers of ``dim`` channels, 3x3 'same', stride 2 except the last, activation after each,
+    no BatchNorm, then global average pooling (as in the reference '4-layer' extractor).
+    """
+
+    def __init__(self, in_channels: int, dim: int, activation: str, num_layers: int = 4) -> None:
+        super().__init__()
+        chans = [in_channels] + [dim] * num_layers
+        strides = [2] * (num_layers - 1) + [1]
+        self.convs = nn.ModuleList(_conv(a, b, s) for a, b, s in zip(chans, chans[1:], strides))
+        self.act = activation_fn(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, C_img, H, W) -> (N, dim)."""
+        for conv in self.convs:
+            x = self.act(conv(x))
+        return x.mean(dim=(2, 3))
+
+
+class LocalFeatures(nn.Module):
+    """Per-layer features of the activations at a generated layer's input.
+
+    conv 3x3 stride 2 -> activation -> conv 3x3 stride 1, globally averaged. The output is kept
+    linear, like the reference's default (its "use_nonlinear_feature" flag is off).
+    """
+
+    def __init__(self, in_channels: int, dim: int, activation: str) -> None:
+        super().__init__()
+        self.conv1 = _conv(in_channels, dim, stride=2)
+        self.conv2 = _conv(dim, dim, stride=1)
+        self.act = activation_fn(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, C_in, H, W) -> (N, dim)."""
+        return self.conv2(self.act(self.conv1(x))).mean(dim=(2, 3))
+
+
+# ---------------------------------------------------------------- one layer's generator
+
+
+class LayerGenerator(nn.Module):
+    """Writes the weights of one CNN layer: tokens -> encoder -> one slice per placeholder.
+
+    ``num_slots`` placeholders: one per output channel of a conv layer ("output" allocation, each
+    slice = the k*k*C_in weights of one output channel) or one per class slot of the logits layer
+    (each slice = C weights + 1 bias). The first ``slice_size`` outputs at a placeholder position
+    are its weights (cutting rather than projecting, as in the reference code).
+    """
+
+    def __init__(self, cfg: HTConfig, in_channels: int, num_slots: int, slice_size: int,
+                 own_placeholders: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.slice_size = slice_size
+        self.width = cfg.token_width(slice_size)
+        self.local = (
+            LocalFeatures(in_channels, cfg.local_features, cfg.activation) if cfg.local_features else None
+        )
+        # N(0, 1) as in the reference; None when the caller supplies them (tied logits placeholders).
+        self.placeholders = nn.Parameter(torch.randn(num_slots, cfg.label_dim)) if own_placeholders else None
+        attn_width = cfg.heads * math.ceil(cfg.attention_width_factor * self.width / cfg.heads)
+        self.transformer = TransformerEncoder(
+            TransformerConfig(
+                width=self.width,
+                heads=cfg.heads,
+                layers=cfg.transformer_layers,
+                attention_width=attn_width,
+                ff_width=max(1, round(cfg.ff_width_factor * self.width)),
+                activation=cfg.activation,
+                dropout=cfg.dropout,
+            )
+        )
+
+    def tokens(
+        self, acts: Tensor, label_emb: Tensor, shared: Tensor | None, placeholders: Tensor
+    ) -> Tensor:
+        """The encoder's input (B, P+S, width): P placeholder tokens, then S sample tokens.
+
+        Sample token = [label embedding | local features | shared features | zeros];
+        placeholder token = [placeholder embedding | zeros].
+        """
+        b, s = acts.shape[:2]
+        parts = [label_emb]
+        if self.local is not None:
+            local = self.local(acts.flatten(0, 1)).reshape(b, s, -1)  # (B, S, local)
+            parts.append(F.layer_norm(local, local.shape[-1:]) if self.cfg.normalize_features else local)
+        if shared is not None:
+            parts.append(shared)
+        samples = torch.cat(parts, dim=-1)  # (B, S, d + local + shared)
+        samples = F.pad(samples, (0, self.width - samples.shape[-1]))  # (B, S, width)
+        holders = F.pad(placeholders, (0, self.width - placeholders.shape[-1]))
+        holders = holders.unsqueeze(0).expand(b, -1, -1)  # (B, P, width)
+        return torch.cat([holders, samples], dim=1)
+
+    def forward(
+        self, acts: Tensor, label_emb: Tensor, shared: Tensor | None, num_slots: int,
+        placeholders: Tensor | None = None,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """acts: (B, S, C_in, H, W) support activations at this layer's input; label_emb (B, S, d);
+        shared (B, S, shared) or None; placeholders (P, d) to use instead of the layer's own.
+        Returns slices (B, num_slots, slice_size) and the encoder's attention maps, a list of
+        (B, heads, P+S, P+S) with the P placeholders first."""
+        holders = self.placeholders[:num_slots] if placeholders is None else placeholders
+        out, maps = self.transformer(self.tokens(acts, label_emb, shared, holders), return_attention=True)
+        d = self.cfg.label_dim  # the weights are read after the embedding part, as in the reference
+        return out[:, :num_slots, d : d + self.slice_size], maps
+
+
+# ---------------------------------------------------------------- the HyperTransformer
+
+
+class HyperTransformer(nn.Module):
+    """Generates a CNN per episode from its support set and classifies the queries with it."""
+
+    def __init__(self, cfg: HTConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or HTConfig()
+        spec = cfg.cnn
+        self.label_embedding = nn.Embedding(cfg.max_ways + 1, cfg.label_dim)  # last row: "unlabelled"
+        self.shared = (
+            SharedFeatures(spec.image_channels, cfg.shared_features, cfg.activation)
+            if cfg.shared_features
+            else None
+        )
+        self.bn = BatchNormParams(spec)
+        gen_layers = set(cfg.generated_conv_layers())
+        self.generators = nn.ModuleDict()
+        self.conv_weights = nn.ParameterDict()
+        for layer in range(spec.num_conv_layers):
+            name = f"conv{layer}"
+            if layer in gen_layers:
+                self.generators[name] = LayerGenerator(
+                    cfg, spec.in_channels(layer), spec.out_channels(layer), spec.conv_slice_size(layer)
+                )
+            else:
+                w = torch.empty(spec.conv_shape(layer))
+                nn.init.kaiming_normal_(w, nonlinearity="relu")
+                self.conv_weights[name] = nn.Parameter(w)
+        self.generators["logits"] = LayerGenerator(
+            cfg, spec.feature_dim, cfg.max_ways, spec.logits_slice_size,
+            own_placeholders=not cfg.tie_logits_placeholders,
+        )
+
+    # ------------------------------------------------------------ input checks
+
+    def _check_inputs(self, images: Tensor, labels: Tensor, num_classes: int) -> None:
+        spec, cfg = self.cfg.cnn, self.cfg
+        expect = (spec.image_channels, spec.image_size, spec.image_size)
+        if images.dim() != 5 or tuple(images.shape[2:]) != expect:
+            raise ValueError(
+                f"support_images must be (B, S, {expect[0]}, {expect[1]}, {expect[2]}), "
+                f"got {tuple(images.shape)}."
+            )
+        if labels.dim() != 2 or tuple(labels.shape) != tuple(images.shape[:2]):
+            raise ValueError(
+                f"support_labels must be (B, S) = {tuple(images.shape[:2])} to match the images, "
+                f"got {tuple(labels.shape)}."
+            )
+        if labels.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"support_labels must be an integer (long) tensor, got {labels.dtype}.")
+        if not 1 <= num_classes <= cfg.max_ways:
+            raise ValueError(
+                f"num_classes must be in [1, max_ways={cfg.max_ways}], got {num_classes}; "
+                f"raise HTConfig.max_ways to allow more classes."
+            )
+        if labels.numel() and (labels.min() < -1 or labels.max() >= num_classes):
+            raise ValueError(
+                f"support_labels must lie in [0, {num_classes - 1}] or be -1 (unlabelled), "
+                f"got values in [{int(labels.min())}, {int(labels.max())}]."
+            )
+
+    # ------------------------------------------------------------ generation
+
+    def generate_weights(
+        self,
+        support_images: Tensor,
+        support_labels: Tensor,
+        num_classes: int,
+        return_attention: bool = False,
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+        """Write the CNN weights of each episode, layer by layer (paper, Sec. 3).
+
+        support_images (B, S, C_img, H, W); support_labels (B, S), -1 marks an unlabelled sample.
+        Returns {"conv0": (B, C, C_img, k, k), ..., "logits": (B, num_classes, C+1)} and, with
+        ``return_attention``, {layer name: list over encoder layers of (B, heads, T, T)} for the
+        generated layers (tokens ordered [placeholders ; support samples]).
+        """
+        self._check_inputs(support_images, support_labels, num_classes)
+        return self._generate(support_images, support_labels, num_classes, return_attention)
+
+    def _generate(
+        self, support_images: Tensor, support_labels: Tensor, num_classes: int, return_attention: bool
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+        """:meth:`generate_weights` without the input checks."""
+        cfg, spec = self.cfg, self.cfg.cnn
+        b, s = support_labels.shape
+        slots = torch.where(support_labels < 0, cfg.max_ways, support_labels)
+        label_emb = self.label_embedding(slots)  # (B, S, d)
+        shared = None
+        if self.shared is not None:
+            shared = self.shared(support_images.flatten(0, 1)).reshape(b, s, -1)  # (B, S, shared)
+            if cfg.normalize_features:
+                shared = F.layer_norm(shared, shared.shape[-1:])
+
+        weights: dict[str, Tensor] = {}
+        maps: dict[str, list[Tensor]] = {}
+        acts = support_images  # (B, S, C_in, H, W): support activations at the current layer
+        for layer in range(spec.num_conv_layers):
+            name = f"conv{layer}"
+            if name in self.generators:
+                slices, maps[name] = self.generators[name](acts, label_emb, shared, spec.out_channels(layer))
+                weights[name] = slices.reshape(b, *spec.conv_shape(layer))  # (B, C_out, C_in, k, k)
+            else:
+                weights[name] = expand_to_episodes(self.conv_weights[name], b)
+            scale, shift = self.bn[layer]
+            acts = cnn_block(acts, weights[name], scale, shift, spec.activation)
+        tied = self.label_embedding.weight[:num_classes] if cfg.tie_logits_placeholders else None
+        weights["logits"], maps["logits"] = self.generators["logits"](acts, label_emb, shared, num_classes, tied)
+        return (weights, maps) if return_attention else weights
+
+    def forward(
+        self, support_images: Tensor, support_labels: Tensor, query_images: Tensor, num_classes: int
+    ) -> Tensor:
+        """Generate each episode's CNN and classify its queries: returns logits (B, Q, num_classes)."""
+        self._check_inputs(support_images, support_labels, num_classes)
+        if query_images.dim() != 5 or query_images.shape[0] != support_images.shape[0] or (
+            query_images.shape[2:] != support_images.shape[2:]
+        ):
+            raise ValueError(
+                f"query_images must be (B, Q, C, H, W) with B and C, H, W as the support images "
+                f"{tuple(support_images.shape)}, got {tuple(query_images.shape)}."
+            )
+        weights = self._generate(support_images, support_labels, num_classes, return_attention=False)
+        return cnn_forward(query_images, weights, self.bn, self.cfg.cnn)
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def parameter_counts(self, num_classes: int | None = None) -> dict[str, int]:
+        """Trainable parameters of the HyperTransformer and weights it generates per episode.
+
+        "generated_per_episode" counts the generated conv weights plus num_classes*(C+1) logits
+        weights (num_classes defaults to max_ways). BatchNorm parameters are trained, not generated.
+        """
+        spec = self.cfg.cnn
+        n = self.cfg.max_ways if num_classes is None else num_classes
+        generated = sum(math.prod(spec.conv_shape(layer)) for layer in self.cfg.generated_conv_layers())
+        generated += n * spec.logits_slice_size
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"trainable": trainable, "generated_per_episode": generated}
