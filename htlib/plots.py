@@ -78,3 +78,59 @@ def episode_grid(
     grid = [[s[r][0] if r < len(s) else None for s in stacks] for r in range(depth)]
     frames = [[("tab:orange" if s[r][1] else None) if r < len(s) else None for s in stacks] for r in range(depth)]
     return image_grid(grid, col_labels=names, title=title, frames=frames)
+
+
+def learning_curve(metrics, title: str = "training") -> plt.Figure:
+    """Training loss and accuracy (and validation accuracy) against episodes seen.
+
+    `metrics` is the DataFrame a training run writes (metrics.csv).
+    """
+    import pandas as pd
+    import seaborn as sns
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    sns.lineplot(data=metrics, x="episodes", y="loss", ax=ax_loss)
+    ax_loss.set_title("query cross-entropy (train)")
+    acc = metrics.melt(id_vars="episodes", value_vars=[c for c in ("accuracy", "val_accuracy") if c in metrics],
+                       var_name="split", value_name="query accuracy").dropna()
+    acc["split"] = acc["split"].map({"accuracy": "train episodes", "val_accuracy": "validation episodes"})
+    sns.lineplot(data=pd.DataFrame(acc), x="episodes", y="query accuracy", hue="split", marker="o",
+                 markersize=4, ax=ax_acc)
+    ax_acc.set_title("query accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def kernel_grid(kernels: torch.Tensor, row_labels: list[str], title: str) -> plt.Figure:
+    """Show single-input-channel conv kernels (R, C_out, k, k) with a shared diverging colour scale."""
+    rows, cols = kernels.shape[:2]
+    limit = float(kernels.abs().max())
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9 + 1.5, rows * 0.9 + 0.6), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            im = ax.imshow(kernels[r, c].detach().cpu().numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+            if r == 0:
+                ax.set_title(f"ch {c}", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def attention_heatmap(attention: torch.Tensor, row_labels: list[str], col_labels: list[str],
+                      title: str, ax=None):
+    """Heatmap of an attention matrix (rows attend over columns), e.g. placeholders x samples."""
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.32 * len(col_labels) + 2, 0.3 * len(row_labels) + 1.5))
+    sns.heatmap(attention.detach().cpu().numpy(), ax=ax, cmap="viridis", xticklabels=col_labels,
+                yticklabels=row_labels, cbar_kws={"label": "attention"})
+    ax.set_title(title)
+    ax.tick_params(labelsize=7)
+    return ax

@@ -1,0 +1,120 @@
+"""The shared training loop: results, exact resume, guards, evaluation and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from htlib.cli import main
+from htlib.evaluate import mean_ci95
+from htlib.train import TrainConfig, Trainer, load_trained, train
+
+
+def tiny(**overrides) -> TrainConfig:
+    base = dict(dataset="synthetic", ways=5, shots=1, queries=2, channels=4, profile="ci", steps=6,
+                episodes_per_step=2, val_every=3, val_episodes=4, test_episodes=8,
+                model_options={"transformer_layers": 1, "label_dim": 8, "shared_features": 8,
+                               "local_features": 4})
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and contention in CI)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_writes_results(tmp_path):
+    out = train(tiny(), tmp_path, progress=False)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result == out.result
+    assert result["steps"] == 6 and result["episodes_seen"] == 12 and result["test_episodes"] == 8
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["ci95"] >= 0
+    assert result["method"] == "ht-all" and result["dataset"] == "synthetic"
+    assert result["trainable_params"] > 0 and result["generated_params"] > 0
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics["step"])[-1] == 6 and metrics["val_accuracy"].notna().sum() == 2
+    assert (metrics["lr"] > 0).all() and metrics["loss"].notna().all()
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    straight = train(tiny(), tmp_path / "a", progress=False)
+    interrupted = Trainer(tiny(), tmp_path / "b")
+    interrupted.fit(progress=False, stop_at=4)  # e.g. the session ended after step 4
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 4
+    resumed = train(tiny(), tmp_path / "b", resume=True, progress=False)
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value)
+    assert resumed.result["test_accuracy"] == straight.result["test_accuracy"]
+    assert resumed.metrics["loss"].tolist() == pytest.approx(straight.metrics["loss"].tolist())
+
+
+def test_resume_refuses_other_config_and_overwrite(tmp_path):
+    train(tiny(), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different configuration.*channels"):
+        train(tiny(channels=6), tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny(), tmp_path, resume=False, progress=False)
+
+
+def test_nan_guard_stops_with_advice(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(), tmp_path)
+    monkeypatch.setattr(trainer.model, "forward", lambda *args: torch.full((2, 10, 5), float("nan")))
+    with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+        trainer.fit(progress=False)
+
+
+def test_mean_ci95():
+    mean, ci = mean_ci95(torch.tensor([0.0, 1.0] * 50))
+    assert mean == pytest.approx(0.5)
+    assert ci == pytest.approx(1.96 * 0.5025 / 10, rel=1e-3)  # sample std of 50/50 zeros and ones
+
+
+def test_eval_cli_prints_one_json_object(tmp_path, capsys):
+    train(tiny(), tmp_path, progress=False)
+    model, cfg = load_trained(tmp_path / "checkpoint.pt", device="cpu")
+    assert cfg.channels == 4 and sum(p.numel() for p in model.parameters()) > 0
+    code = main(["eval", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--episodes", "10",
+                 "--batch-size", "4", "--device", "cpu", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["episodes"] == 10 and out["ways"] == 5 and out["shots"] == 1
+    assert 0 <= out["accuracy"] <= 1 and out["ci95"] > 0
+
+
+def test_eval_cli_bad_checkpoint(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--json"]) == 2
+    assert "train one" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    assert main(["eval", "--checkpoint", str(tmp_path / "junk.pt"), "--json"]) == 2
+    assert "not an htlib training checkpoint" in capsys.readouterr().err
+
+
+def test_load_or_train_reuses_a_finished_run(tmp_path, capsys):
+    from htlib.train import load_or_train
+
+    first = load_or_train(tiny(), tmp_path, progress=False)
+    assert "Training into" in capsys.readouterr().out
+    again = load_or_train(tiny(), tmp_path, progress=False)
+    assert "Loaded the finished run" in capsys.readouterr().out
+    assert again.result == first.result
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[key], value)
+    other = load_or_train(tiny(steps=3), tmp_path / "other", progress=False)
+    assert other.result["steps"] == 3
+
+
+def test_benchmark_reports_both_variants():
+    """Smoke test of `python -m htlib bench` (no timing assertion: speed depends on the machine)."""
+    from htlib.bench import benchmark
+
+    rows = benchmark(tiny(episodes_per_step=2), steps=1)
+    assert [r["variant"] for r in rows] == ["batched", "per-episode loop"]
+    assert all(r["episodes_per_second"] > 0 and r["peak_memory_mib"] >= 0 for r in rows)
+    assert rows[0]["speedup"] > 0
