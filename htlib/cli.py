@@ -87,6 +87,16 @@ def _bench(args: argparse.Namespace) -> None:
     print(f"batched / per-episode loop: {rows[0]['speedup']:.2f}x")
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from htlib.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(profile=args.profile, dataset=args.dataset, ways=args.ways, shots=args.shots,
+                     channels=args.channels, methods=args.methods, seeds=args.seeds,
+                     data_dir=args.data_dir, device=args.device)
+    table = run_sweep(spec, progress=not args.no_progress)
+    print(f"{len(table)} cells in {spec.table_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m htlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(episodes_per_step=16)
     p.add_argument("--bench-steps", type=int, default=10)
     p.set_defaults(func=_bench)
+
+    p = commands.add_parser("sweep", help="train every (method, C, shots, seed) cell; skips finished cells")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--dataset", default="omniglot")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--ways", type=int, default=20)
+    p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--channels", type=int, nargs="+", default=[4, 6, 8, 16, 32, 64])
+    p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet", "maml"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_sweep)
     return parser
 
 

@@ -32,7 +32,7 @@ from htlib.models import CNNSpec, HTConfig, HyperTransformer
 from htlib.profiles import get_profile
 from htlib.utils import resolve_device, seed_everything
 
-METHODS = ("ht",)
+METHODS = ("ht", "protonet", "maml")
 EVAL_SEED = 2022  # test episodes are the same for every method and training seed: paired comparisons
 
 
@@ -89,11 +89,22 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def method_label(cfg: TrainConfig) -> str:
+    """The name a method carries in result tables: ht-all, ht-logits, ht-2, protonet, maml."""
+    return f"ht-{cfg.generate}" if cfg.method == "ht" else cfg.method
+
+
 def build_model(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn.Module:
-    """The model of `cfg.method` for images of shape (C, H, W)."""
+    """The model of `cfg.method` for images of shape (C, H, W); `model_options` go to its constructor."""
     channels, size, _ = image_shape
     spec = CNNSpec(image_channels=channels, image_size=size, channels=cfg.channels)
-    return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
+    if cfg.method == "ht":
+        return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
+    from htlib.models import MAML, ProtoNet  # baselines on the same target CNN
+
+    if cfg.method == "protonet":
+        return ProtoNet(spec, **cfg.model_options)
+    return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
 
 
 def count_parameters(model: nn.Module, ways: int) -> dict[str, int]:
@@ -313,7 +324,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, resume:
     cfg = trainer.cfg
     counts = count_parameters(trainer.model, cfg.ways)
     result = {
-        "method": cfg.method if cfg.method != "ht" else f"ht-{cfg.generate}",
+        "method": method_label(cfg),
         "dataset": cfg.dataset, "split_scheme": cfg.split_scheme, "ways": cfg.ways, "shots": cfg.shots,
         "queries": cfg.queries, "unlabelled": cfg.unlabelled, "channels": cfg.channels, "seed": cfg.seed,
         "profile": cfg.profile, "steps": trainer.step, "episodes_seen": trainer.step * cfg.episodes_per_step,
@@ -332,17 +343,19 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, resume:
     return TrainResult(trainer.model, cfg, pd.DataFrame(trainer.rows), result)
 
 
-def default_run_dir(config: TrainConfig) -> Path:
-    """Where a run lives: results/runs/<profile>/<name> (tracked, small files only) for the
-    quick and paper profiles, runs/ci/<name> (git-ignored) for smoke runs."""
+def default_run_dir(config: TrainConfig, group: str | None = None) -> Path:
+    """Where a run lives: results/runs/<profile>[-<group>]/<name> (tracked, small files only) for
+    the quick and paper profiles, runs/ci[-<group>]/<name> (git-ignored) for smoke runs.
+
+    `group` separates collections with their own budgets (e.g. "sweep") from single runs.
+    """
     from htlib.data.paths import PROJECT_ROOT
 
     cfg = config.resolved()
-    method = cfg.method if cfg.method != "ht" else f"ht-{cfg.generate}"
-    name = (f"{method}-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-u{cfg.unlabelled}-c{cfg.channels}"
-            f"-seed{cfg.seed}")
+    name = (f"{method_label(cfg)}-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-u{cfg.unlabelled}"
+            f"-c{cfg.channels}-seed{cfg.seed}")
     base = PROJECT_ROOT / ("runs" if cfg.profile == "ci" else "results/runs")
-    return base / cfg.profile / name
+    return base / (cfg.profile if group is None else f"{cfg.profile}-{group}") / name
 
 
 def load_or_train(config: TrainConfig, run_dir: str | os.PathLike | None = None,
