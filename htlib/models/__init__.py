@@ -10,6 +10,8 @@ from htlib.models.cnn import (
     linear_logits,
 )
 from htlib.models.hypertransformer import HTConfig, HyperTransformer, LayerGenerator
+from htlib.models.maml import MAML
+from htlib.models.protonet import ProtoNet
 from htlib.models.transformer import TransformerConfig, TransformerEncoder
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "HTConfig",
     "HyperTransformer",
     "LayerGenerator",
+    "MAML",
+    "ProtoNet",
     "TransformerConfig",
     "TransformerEncoder",
     "cnn_block",
