@@ -187,7 +187,8 @@ class Trainer:
         path = self.checkpoint_path
         if path is None or not path.is_file():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to the device
+        state = torch.load(path, map_location="cpu", weights_only=False)
         saved = state["config"]
         mine = self.cfg.to_dict()
         differ = {k: (saved.get(k), v) for k, v in mine.items() if k not in ("device", "data_dir") and saved.get(k) != v}
