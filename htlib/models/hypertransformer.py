@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htlib.models.checks import check_query, check_support
 from htlib.models.cnn import (
     BatchNormParams,
     CNNSpec,
@@ -250,30 +251,7 @@ class HyperTransformer(nn.Module):
     # ------------------------------------------------------------ input checks
 
     def _check_inputs(self, images: Tensor, labels: Tensor, num_classes: int) -> None:
-        spec, cfg = self.cfg.cnn, self.cfg
-        expect = (spec.image_channels, spec.image_size, spec.image_size)
-        if images.dim() != 5 or tuple(images.shape[2:]) != expect:
-            raise ValueError(
-                f"support_images must be (B, S, {expect[0]}, {expect[1]}, {expect[2]}), "
-                f"got {tuple(images.shape)}."
-            )
-        if labels.dim() != 2 or tuple(labels.shape) != tuple(images.shape[:2]):
-            raise ValueError(
-                f"support_labels must be (B, S) = {tuple(images.shape[:2])} to match the images, "
-                f"got {tuple(labels.shape)}."
-            )
-        if labels.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"support_labels must be an integer (long) tensor, got {labels.dtype}.")
-        if not 1 <= num_classes <= cfg.max_ways:
-            raise ValueError(
-                f"num_classes must be in [1, max_ways={cfg.max_ways}], got {num_classes}; "
-                f"raise HTConfig.max_ways to allow more classes."
-            )
-        if labels.numel() and (labels.min() < -1 or labels.max() >= num_classes):
-            raise ValueError(
-                f"support_labels must lie in [0, {num_classes - 1}] or be -1 (unlabelled), "
-                f"got values in [{int(labels.min())}, {int(labels.max())}]."
-            )
+        check_support(self.cfg.cnn, images, labels, num_classes, self.cfg.max_ways)
 
     # ------------------------------------------------------------ generation
 
@@ -329,13 +307,7 @@ class HyperTransformer(nn.Module):
     ) -> Tensor:
         """Generate each episode's CNN and classify its queries: returns logits (B, Q, num_classes)."""
         self._check_inputs(support_images, support_labels, num_classes)
-        if query_images.dim() != 5 or query_images.shape[0] != support_images.shape[0] or (
-            query_images.shape[2:] != support_images.shape[2:]
-        ):
-            raise ValueError(
-                f"query_images must be (B, Q, C, H, W) with B and C, H, W as the support images "
-                f"{tuple(support_images.shape)}, got {tuple(query_images.shape)}."
-            )
+        check_query(support_images, query_images)
         weights = self._generate(support_images, support_labels, num_classes, return_attention=False)
         return cnn_forward(query_images, weights, self.bn, self.cfg.cnn)
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htlib.models.checks import check_query, check_support
 from htlib.models.cnn import BatchNormParams, CNNSpec, cnn_features, expand_to_episodes
 
 
@@ -53,34 +54,8 @@ def check_episode_inputs(
     num_classes lies in [1, max_ways], and that every class of every episode has at least one
     labelled support sample (a prototype, or an adapted logits row, needs one).
     """
-    expect = (spec.image_channels, spec.image_size, spec.image_size)
-    if support_images.dim() != 5 or tuple(support_images.shape[2:]) != expect:
-        raise ValueError(
-            f"support_images must be (B, S, {expect[0]}, {expect[1]}, {expect[2]}), "
-            f"got {tuple(support_images.shape)}."
-        )
-    if query_images.dim() != 5 or query_images.shape[0] != support_images.shape[0] or (
-        tuple(query_images.shape[2:]) != expect
-    ):
-        raise ValueError(
-            f"query_images must be (B, Q, C, H, W) with B and C, H, W as the support images "
-            f"{tuple(support_images.shape)}, got {tuple(query_images.shape)}."
-        )
-    if support_labels.dim() != 2 or tuple(support_labels.shape) != tuple(support_images.shape[:2]):
-        raise ValueError(
-            f"support_labels must be (B, S) = {tuple(support_images.shape[:2])} to match the images, "
-            f"got {tuple(support_labels.shape)}."
-        )
-    if support_labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"support_labels must be an integer (long) tensor, got {support_labels.dtype}.")
-    upper = "" if max_ways is None else f", max_ways={max_ways}"
-    if num_classes < 1 or (max_ways is not None and num_classes > max_ways):
-        raise ValueError(f"num_classes must be in [1{upper}], got {num_classes}.")
-    if support_labels.numel() and (support_labels.min() < -1 or support_labels.max() >= num_classes):
-        raise ValueError(
-            f"support_labels must lie in [0, {num_classes - 1}] or be -1 (unlabelled), got values in "
-            f"[{int(support_labels.min())}, {int(support_labels.max())}]."
-        )
+    check_support(spec, support_images, support_labels, num_classes, max_ways)
+    check_query(support_images, query_images)
     counts = class_counts(support_labels, num_classes)  # (B, N)
     if (counts == 0).any():
         episode, cls = (counts == 0).nonzero()[0].tolist()
