@@ -16,7 +16,6 @@ import time
 import pandas as pd
 import torch
 
-from htlib.profiles import get_profile
 from htlib.sweep import SweepSpec
 from htlib.train import Trainer
 

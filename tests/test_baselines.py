@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from helpers import BAD_INPUTS, adam_fit, broken_episode
 import torch
 import torch.nn.functional as F
 
@@ -130,14 +131,7 @@ def test_protonet_overfits_one_tiny_episode() -> None:
     model = ProtoNet(CNNSpec(channels=8))
     xs, ys, xq = episode(1, 5, 2, q=10, dtype=torch.float32)
     yq = torch.arange(5).repeat(2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(40):
-        loss = F.cross_entropy(model(xs, ys, xq, 5)[0], yq)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_fit(model, xs, ys, xq, yq, 5, steps=40)
     logits = model(xs, ys, xq, 5)[0]
     assert losses[0] > 1.0  # random queries: it did have something to learn
     assert F.cross_entropy(logits, yq).item() < 0.05
@@ -251,14 +245,7 @@ def test_maml_overfits_one_tiny_episode() -> None:
     model = MAML(CNNSpec(channels=8), max_ways=5, inner_steps=2)
     xs, ys, xq = episode(1, 5, 1, q=10, dtype=torch.float32)
     yq = torch.arange(5).repeat(2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(50):  # ~0.03 after 60 steps at seed 0
-        loss = F.cross_entropy(model(xs, ys, xq, 5)[0], yq)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_fit(model, xs, ys, xq, yq, 5, steps=50)  # ~0.03 after 60 steps at seed 0
     logits = model(xs, ys, xq, 5)[0]
     assert losses[0] > 1.0
     assert F.cross_entropy(logits, yq).item() < 0.1
@@ -306,35 +293,10 @@ def test_parameter_counts() -> None:
 
 
 @pytest.mark.parametrize("kind", ["protonet", "maml"])
-@pytest.mark.parametrize(
-    "change,match",
-    [
-        (dict(num_classes=0), "num_classes"),
-        (dict(labels_value=3), r"\[0, 2\]"),
-        (dict(labels_value=-2), "unlabelled"),
-        (dict(missing_class=True), "no labelled support sample"),
-        (dict(labels_shape=(2, 5)), r"support_labels must be \(B, S\)"),
-        (dict(image_size=32), "support_images must be"),
-        (dict(image_channels=3), "support_images must be"),
-        (dict(query_size=32), "query_images"),
-        (dict(query_episodes=3), "query_images"),
-        (dict(float_labels=True), "integer"),
-    ],
-)
+@pytest.mark.parametrize("change,match", [(dict(missing_class=True), "no labelled support sample"), *BAD_INPUTS])
 def test_bad_inputs_raise_helpful_errors(kind: str, change: dict, match: str) -> None:
     model = MODELS[kind]()
-    n = change.get("num_classes", 3)
-    xs = torch.randn(2, 6, change.get("image_channels", 1), change.get("image_size", 28), 28).double()
-    ys = torch.arange(3).repeat(2, 2)
-    if "labels_value" in change:
-        ys[0, 0] = change["labels_value"]
-    if change.get("missing_class"):
-        ys[1] = torch.tensor([0, 1, 0, 1, -1, -1])
-    if "labels_shape" in change:
-        ys = torch.zeros(change["labels_shape"], dtype=torch.long)
-    if change.get("float_labels"):
-        ys = ys.double()
-    xq = torch.randn(change.get("query_episodes", 2), 4, 1, change.get("query_size", 28), 28).double()
+    xs, ys, xq, n = broken_episode(change)
     with pytest.raises(ValueError, match=match):
         model(xs, ys, xq, n)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from helpers import BAD_INPUTS, broken_episode
 import torch
 import torch.nn.functional as F
 
@@ -284,33 +285,10 @@ def test_attention_maps_are_returned() -> None:
     assert maps["conv1"][0].shape == (2, 2, 4 + 6, 4 + 6)  # C_out placeholders + S samples
 
 
-@pytest.mark.parametrize(
-    "change,match",
-    [
-        (dict(num_classes=7), "max_ways"),
-        (dict(num_classes=0), "num_classes"),
-        (dict(labels_value=3), r"\[0, 2\]"),
-        (dict(labels_value=-2), "unlabelled"),
-        (dict(labels_shape=(2, 5)), r"support_labels must be \(B, S\)"),
-        (dict(image_size=32), "support_images must be"),
-        (dict(image_channels=3), "support_images must be"),
-        (dict(query_size=32), "query_images"),
-        (dict(query_episodes=3), "query_images"),
-        (dict(float_labels=True), "integer"),
-    ],
-)
+@pytest.mark.parametrize("change,match", [(dict(num_classes=7), "max_ways"), *BAD_INPUTS])
 def test_bad_inputs_raise_helpful_errors(change: dict, match: str) -> None:
     model = make_model("all")
-    n = change.get("num_classes", 3)
-    xs = torch.randn(2, 6, change.get("image_channels", 1), change.get("image_size", 28), 28).double()
-    ys = torch.arange(3).repeat(2, 2)
-    if "labels_value" in change:
-        ys[0, 0] = change["labels_value"]
-    if "labels_shape" in change:
-        ys = torch.zeros(change["labels_shape"], dtype=torch.long)
-    if change.get("float_labels"):
-        ys = ys.double()
-    xq = torch.randn(change.get("query_episodes", 2), 4, 1, change.get("query_size", 28), 28).double()
+    xs, ys, xq, n = broken_episode(change)
     with pytest.raises(ValueError, match=match):
         model(xs, ys, xq, n)
 
