@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -27,3 +28,14 @@ def omniglot_data_dir() -> Path:
     if (SHARED_DATA / "omniglot" / "images_background.zip").is_file():
         return SHARED_DATA
     pytest.skip("real Omniglot not found: set HTLIB_DATA to a directory holding omniglot/*.zip")
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP
+    spin-waiting makes them up to 10x slower. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

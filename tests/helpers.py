@@ -47,3 +47,11 @@ def adam_fit(model, xs, ys, xq, yq, num_classes: int, steps: int, lr: float = 1e
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def episode(b: int, n: int, k: int, q: int = 0, c: int = 1, size: int = 28, dtype=torch.float64):
+    """Random images for B episodes of n-way k-shot: support (B, n*k, c, size, size), labels, queries."""
+    xs = torch.randn(b, n * k, c, size, size, dtype=dtype)
+    ys = torch.arange(n).repeat_interleave(k).repeat(b, 1)
+    xq = torch.randn(b, q, c, size, size, dtype=dtype)
+    return xs, ys, xq

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from helpers import BAD_INPUTS, adam_fit, broken_episode
+from helpers import BAD_INPUTS, adam_fit, broken_episode, episode
 import torch
 import torch.nn.functional as F
 
@@ -18,13 +18,7 @@ from htlib.models import MAML, CNNSpec, ProtoNet, cnn_forward
 from htlib.utils import seed_everything
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads; run this module single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def randomise_bn(model: torch.nn.Module) -> None:
@@ -50,12 +44,6 @@ def make_maml(channels: int = 4, dtype=torch.float64, seed: int = 0, max_ways: i
     return model
 
 
-def episode(b: int, n: int, k: int, q: int = 0, c: int = 1, size: int = 28, dtype=torch.float64):
-    """Random images for B episodes of n-way k-shot: support (B, n*k, c, size, size), labels, queries."""
-    xs = torch.randn(b, n * k, c, size, size, dtype=dtype)
-    ys = torch.arange(n).repeat_interleave(k).repeat(b, 1)
-    xq = torch.randn(b, q, c, size, size, dtype=dtype)
-    return xs, ys, xq
 
 
 MODELS = {"protonet": make_protonet, "maml": make_maml}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from helpers import BAD_INPUTS, broken_episode
+from helpers import BAD_INPUTS, broken_episode, episode
 import torch
 import torch.nn.functional as F
 
@@ -25,14 +25,7 @@ from htlib.models.cnn import BN_EPS, BatchNormParams
 from htlib.utils import seed_everything
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP
-    spin-waiting makes them 10x slower; run this module single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_config(generate: str | int = "all", channels: int = 4, **kw) -> HTConfig:
@@ -53,12 +46,6 @@ def make_model(generate: str | int = "all", dtype=torch.float64, seed: int = 0, 
     return model
 
 
-def episode(b: int, n: int, k: int, q: int = 0, c: int = 1, size: int = 28, dtype=torch.float64):
-    """Random images for B episodes of n-way k-shot: support (B, n*k, c, size, size) + labels."""
-    xs = torch.randn(b, n * k, c, size, size, dtype=dtype)
-    ys = torch.arange(n).repeat_interleave(k).repeat(b, 1)
-    xq = torch.randn(b, q, c, size, size, dtype=dtype)
-    return xs, ys, xq
 
 
 # ---------------------------------------------------------------- target CNN

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from htlib import sweep as sweep_module
 from htlib.sweep import COLUMNS, SweepSpec, run_sweep
@@ -15,10 +14,9 @@ def isolated(tmp_path, monkeypatch):
     """Run directories and tables under tmp_path instead of the project."""
     monkeypatch.setattr(sweep_module, "PROJECT_ROOT", tmp_path)
     monkeypatch.setattr("htlib.data.paths.PROJECT_ROOT", tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_sweep_writes_one_row_per_cell_and_skips_done_cells(tmp_path, capsys):
