@@ -46,7 +46,7 @@ def test_omniglot_splits_sizes_and_disjoint(omniglot_data_dir, scheme, sizes):
     splits = {s: load_omniglot(s, scheme, omniglot_data_dir) for s in ("train", "val", "test")}
     assert tuple(splits[s].num_classes for s in ("train", "val", "test")) == sizes
     # disjoint at the level of CHARACTERS (a rotation of a train character is not a test class)
-    chars = {s: set(d.source.tolist()) for s, d in splits.items()}
+    chars = {s: d.source_classes() for s, d in splits.items()}
     assert not chars["train"] & chars["val"]
     assert not chars["train"] & chars["test"]
     assert not chars["val"] & chars["test"]
@@ -122,6 +122,7 @@ def test_synthetic_is_deterministic_and_disjoint():
     splits = {s: load_synthetic(s) for s in ("train", "val", "test")}
     assert [splits[s].num_classes for s in ("train", "val", "test")] == [240, 40, 80]
     # no image of one split appears in another
+    assert not splits["train"].source_classes() & splits["test"].source_classes()
     flat = {s: {bytes(img.numpy()) for img in d.images.flatten(0, 1)} for s, d in splits.items()}
     assert not flat["train"] & flat["test"] and not flat["train"] & flat["val"]
     # within a class images differ (jitter) yet look alike more than across classes

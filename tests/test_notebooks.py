@@ -39,3 +39,12 @@ def test_notebook_runs_at_ci_profile(notebook):
     assert not errors
     assert any(o.get("output_type") == "display_data" for c in nb.cells for o in c.get("outputs", [])), \
         "a teaching notebook shows at least one figure or table"
+
+
+@pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda p: p.name)
+def test_notebook_runs_offline_on_synthetic_data(notebook):
+    """The offline demo the README promises (no Omniglot on disk) must run too."""
+    (executed,) = run_notebooks("ci", "synthetic", None, "auto", OUT.with_name("notebooks-ci-synthetic"),
+                                only=[notebook.name])
+    nb = nbformat.read(executed, as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

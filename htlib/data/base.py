@@ -29,6 +29,8 @@ class ClassImages:
         names: one human-readable name per class, e.g. "Greek/character03/rot090".
         split: name of the split ("train", "val", "test").
         dataset: name of the dataset ("omniglot", "synthetic", "miniimagenet").
+        source_names: one name per row of `images` (e.g. "Greek/character03"), the identity
+            used to check that splits never share a source class; defaults to `names`.
     """
 
     images: torch.Tensor
@@ -38,6 +40,7 @@ class ClassImages:
     split: str
     dataset: str
     info: dict = field(default_factory=dict)
+    source_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 5:
@@ -51,6 +54,15 @@ class ClassImages:
                 f"source/rotation must have one entry per class name ({n}), got "
                 f"{tuple(self.source.shape)} and {tuple(self.rotation.shape)}"
             )
+
+    def source_classes(self) -> set[str]:
+        """Names of the source classes (characters, for Omniglot) this split uses.
+
+        Splits of one dataset are disjoint when these sets do not intersect; comparing names,
+        not row indices, also works for datasets whose splits have separate image arrays.
+        """
+        names = self.source_names if self.source_names is not None else self.names
+        return {names[i] for i in self.source.tolist()}
 
     @property
     def num_classes(self) -> int:

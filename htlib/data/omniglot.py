@@ -238,7 +238,7 @@ def load_omniglot(
     rotation = torch.tensor([r for _, r in classes], dtype=torch.long)
     class_names = [f"{names[c]}/rot{90 * r:03d}" if split_scheme == "vinyals" else names[c] for c, r in classes]
     return ClassImages(tensor, source, rotation, class_names, split, "omniglot",
-                       info={"split_scheme": split_scheme, "image_size": image_size})
+                       info={"split_scheme": split_scheme, "image_size": image_size}, source_names=names)
 
 
 def download_omniglot(data_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
