@@ -93,7 +93,7 @@ def _sweep(args: argparse.Namespace) -> None:
     spec = SweepSpec(profile=args.profile, dataset=args.dataset, ways=args.ways, shots=args.shots,
                      channels=args.channels, methods=args.methods, seeds=args.seeds,
                      data_dir=args.data_dir, device=args.device)
-    table = run_sweep(spec, progress=not args.no_progress)
+    table = run_sweep(spec, progress=not args.no_progress, workers=args.workers, max_minutes=args.max_minutes)
     print(f"{len(table)} cells in {spec.table_path}")
 
 
@@ -153,8 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ways", type=int, default=20)
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     p.add_argument("--channels", type=int, nargs="+", default=[4, 6, 8, 16, 32, 64])
-    p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet", "maml"])
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="default: ht-all ht-logits protonet and the profile's MAML variant")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--workers", type=int, default=1, help="cells trained at once, one process each")
+    p.add_argument("--max-minutes", type=float, default=None, help="start no new cell after this long")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_sweep)
     return parser

@@ -1,7 +1,9 @@
 """Named profiles: how much compute a notebook or a training run spends.
 
 - ``ci``: seconds to a minute per notebook on 2 CPU cores; proves the code runs.
-- ``quick``: a CPU run (minutes) that shows the paper's effects at reduced scale.
+- ``quick``: a CPU run (minutes) that shows the paper's effects at reduced scale; its sweep
+  (notebook 03, 48 cells) fits in about 90 minutes on 2 CPU cores.
+- ``long``: 7-13 times the quick budget; its sweep is meant for a GPU (minutes there).
 - ``paper``: the full recipe, sized for a GPU.
 
 A profile only sets defaults; every field can still be overridden one by one.
@@ -24,16 +26,22 @@ class Profile:
     # Budget of one cell of a sweep (notebook 03), where dozens of runs must share the time.
     sweep_steps: int = 0
     sweep_episodes_per_step: int = 0
+    # The MAML variant of the sweep: second order with 5 inner steps costs 5-17 s per step at
+    # 5-shot on 2 CPU cores, more than all other methods together, so CPU profiles use first order.
+    sweep_maml: str = "maml"
 
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile("ci", train_steps=20, episodes_per_step=4, val_every=10, val_episodes=32,
                   test_episodes=64, description="smoke scale: proves the code runs, numbers mean nothing",
-                  sweep_steps=4, sweep_episodes_per_step=2),
+                  sweep_steps=4, sweep_episodes_per_step=2, sweep_maml="fomaml-1step"),
     "quick": Profile("quick", train_steps=3000, episodes_per_step=16, val_every=250, val_episodes=160,
                      test_episodes=600, description="reduced-scale CPU run that shows the effects",
-                     # provisional: not yet timed against the 90-minute target of the full sweep
-                     sweep_steps=600, sweep_episodes_per_step=8),
+                     # sized from results/step_costs_cpu.csv so that the 48-cell sweep fits ~90 min
+                     sweep_steps=300, sweep_episodes_per_step=4, sweep_maml="fomaml-1step"),
+    "long": Profile("long", train_steps=20_000, episodes_per_step=16, val_every=1000, val_episodes=320,
+                    test_episodes=600, description="7-13x quick; its sweep is sized for one GPU",
+                    sweep_steps=1000, sweep_episodes_per_step=16, sweep_maml="maml"),
     "paper": Profile("paper", train_steps=100_000, episodes_per_step=32, val_every=2000,
                      val_episodes=500, test_episodes=1000, description="full recipe, sized for a GPU",
                      sweep_steps=100_000, sweep_episodes_per_step=32),

@@ -5,27 +5,44 @@ Each cell is an ordinary training run in its own run directory
 result.json exists is not trained again, so a sweep can be interrupted, resumed or extended.
 The table of results is rebuilt from those result.json files after every cell: one tidy row
 per cell, written to results/sweep_<profile>_<dataset>.csv.
+
+`workers > 1` trains several cells at once in separate processes (each with its share of the
+CPU threads); that pays off on a GPU, whose small kernels leave it mostly idle for one process.
+`max_minutes` stops starting new cells after that long; the cells left out are listed, and a
+later call trains them.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from htlib.data.paths import PROJECT_ROOT
 from htlib.profiles import get_profile
-from htlib.train import TrainConfig, default_run_dir, train
+from htlib.train import TrainConfig, default_run_dir, method_label, train
 
+# Sweep method names -> TrainConfig fields; each name equals htlib.train.method_label of its config.
 METHOD_SETTINGS = {
     "ht-all": {"method": "ht", "generate": "all"},
     "ht-logits": {"method": "ht", "generate": "logits"},
     "protonet": {"method": "protonet"},
-    "maml": {"method": "maml"},
+    "maml": {"method": "maml"},  # second order, 5 inner steps at lr 0.1
+    "fomaml": {"method": "maml", "model_options": {"first_order": True}},
+    "fomaml-1step": {"method": "maml", "model_options": {"first_order": True, "inner_steps": 1}},
 }
+# Relative cost of one training step (from results/step_costs_cpu.csv), to start the dearest cells
+# first when several workers share the sweep.
+METHOD_COST = {"ht-all": 3.0, "ht-logits": 1.3, "protonet": 1.0, "maml": 10.0, "fomaml": 3.0, "fomaml-1step": 1.5}
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "steps", "episodes_seen",
            "test_accuracy", "ci95", "test_episodes", "trainable_params", "generated_params",
            "wall_seconds", "device", "htlib_version", "torch_version", "python_version"]
@@ -40,26 +57,27 @@ class SweepSpec:
     ways: int = 20
     shots: list[int] = field(default_factory=lambda: [1, 5])
     channels: list[int] = field(default_factory=lambda: [4, 6, 8, 16, 32, 64])
-    methods: list[str] = field(default_factory=lambda: list(METHOD_SETTINGS))
+    methods: list[str] | None = None  # default: both HTs, ProtoNet and the profile's MAML variant
     seeds: list[int] = field(default_factory=lambda: [0])
     data_dir: str | None = None
     device: str = "auto"
 
     def cells(self) -> list[TrainConfig]:
         """One TrainConfig per cell, with the profile's sweep budget."""
-        unknown = [m for m in self.methods if m not in METHOD_SETTINGS]
+        prof = get_profile(self.profile)
+        methods = self.methods or ["ht-all", "ht-logits", "protonet", prof.sweep_maml]
+        unknown = [m for m in methods if m not in METHOD_SETTINGS]
         if unknown:
             raise ValueError(f"Unknown methods {unknown}; choose from {list(METHOD_SETTINGS)}")
-        prof = get_profile(self.profile)
         out = []
-        for method, shots, channels, seed in itertools.product(self.methods, self.shots, self.channels, self.seeds):
+        for method, shots, channels, seed in itertools.product(methods, self.shots, self.channels, self.seeds):
             # the reference: 1-shot uses 60 queries (3 per class), 5-shot 100 (5 per class)
             queries = 3 if shots == 1 else 5
             out.append(TrainConfig(
                 dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=shots, queries=queries,
                 channels=channels, profile=self.profile, seed=seed, device=self.device,
                 steps=prof.sweep_steps, episodes_per_step=prof.sweep_episodes_per_step,
-                val_every=max(1, prof.sweep_steps // 4), **METHOD_SETTINGS[method]))
+                val_every=max(1, prof.sweep_steps // 2), **copy.deepcopy(METHOD_SETTINGS[method])))
         return out
 
     @property
@@ -79,24 +97,83 @@ def collect(spec: SweepSpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True) -> pd.DataFrame:
-    """Train the missing cells (resuming an interrupted one), then return the full table."""
-    cells = spec.cells()
-    for i, cfg in enumerate(cells, 1):
+def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, workers: int = 1,
+              max_minutes: float | None = None) -> pd.DataFrame:
+    """Train the missing cells (resuming an interrupted one), then return the table of finished ones.
+
+    workers: cells trained at once, each in its own process (1 = in this process, in order).
+    max_minutes: start no new cell after this many minutes; the cells left out are printed.
+    """
+    start = time.monotonic()
+    todo = []
+    for cfg in spec.cells():
         run_dir = default_run_dir(cfg, group="sweep")
-        label = f"[{i}/{len(cells)}] {run_dir.name}"
         if (run_dir / "result.json").is_file():
             _check_same_config(run_dir, cfg)
-            print(f"{label}: done before, skipped")
-            continue
-        print(f"{label}: training", flush=True)
-        train(cfg, run_dir, resume=True, progress=progress)
+            print(f"{run_dir.name}: done before, skipped")
+        else:
+            todo.append(cfg)
+
+    def time_left() -> bool:
+        return max_minutes is None or time.monotonic() - start < 60 * max_minutes
+
+    def finished(cfg: TrainConfig) -> None:
+        print(f"{default_run_dir(cfg, group='sweep').name}: finished after "
+              f"{time.monotonic() - start:.0f} s of the sweep", flush=True)
         if write_table:
             _write(spec, collect(spec))
+
+    if workers <= 1:
+        for i, cfg in enumerate(todo, 1):
+            if not time_left():
+                break
+            print(f"[{i}/{len(todo)}] {default_run_dir(cfg, group='sweep').name}: training", flush=True)
+            train(cfg, default_run_dir(cfg, group="sweep"), resume=True, progress=progress)
+            finished(cfg)
+    else:
+        _run_parallel(sorted(todo, key=_cost, reverse=True), workers, time_left, finished)
     table = collect(spec)
     if write_table:
         _write(spec, table)
+    missing = len(spec.cells()) - len(table)
+    if missing:
+        print(f"{missing} of {len(spec.cells())} cells not trained (time limit of {max_minutes} min); "
+              "run the sweep again to train them.")
     return table
+
+
+def _cost(cfg: TrainConfig) -> float:
+    """A rough relative cost of a cell: the dearest go first so that workers finish together."""
+    return METHOD_COST[method_label(cfg)] * cfg.channels ** 1.5 * (cfg.shots + cfg.queries)
+
+
+def _run_parallel(cells: list[TrainConfig], workers: int, time_left, finished) -> None:
+    """Train cells in `workers` processes; a new cell starts only while there is time left."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(threads,)) as pool:
+        queue = list(cells)
+        running = {}
+        while queue or running:
+            while queue and len(running) < workers and time_left():
+                cfg = queue.pop(0)
+                run_dir = default_run_dir(cfg, group="sweep")
+                print(f"{run_dir.name}: training", flush=True)
+                running[pool.submit(_train_quietly, cfg, str(run_dir))] = cfg
+            if not time_left():
+                queue.clear()
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                cfg = running.pop(future)
+                future.result()  # a failed cell stops the sweep with its own error
+                finished(cfg)
+
+
+def _train_quietly(cfg: TrainConfig, run_dir: str) -> None:
+    train(cfg, run_dir, resume=True, progress=False)
 
 
 def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:

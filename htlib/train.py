@@ -90,8 +90,18 @@ class TrainConfig:
 
 
 def method_label(cfg: TrainConfig) -> str:
-    """The name a method carries in result tables: ht-all, ht-logits, ht-2, protonet, maml."""
-    return f"ht-{cfg.generate}" if cfg.method == "ht" else cfg.method
+    """The name a method carries in result tables: ht-all, ht-logits, ht-2, protonet, maml, ...
+
+    MAML is "maml" with its defaults (second order, 5 inner steps); first order is "fomaml", and
+    another number of inner steps adds "-<n>step" (e.g. "fomaml-1step").
+    """
+    if cfg.method == "ht":
+        return f"ht-{cfg.generate}"
+    if cfg.method == "maml":
+        name = "fomaml" if cfg.model_options.get("first_order", False) else "maml"
+        steps = cfg.model_options.get("inner_steps", 5)
+        return name if steps == 5 else f"{name}-{steps}step"
+    return cfg.method
 
 
 def build_model(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn.Module:

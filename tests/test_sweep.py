@@ -7,6 +7,7 @@ import pytest
 
 from htlib import sweep as sweep_module
 from htlib.sweep import COLUMNS, SweepSpec, run_sweep
+from htlib.train import method_label
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +48,31 @@ def test_a_cell_trained_with_other_settings_is_not_reused(monkeypatch):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="Unknown methods"):
         SweepSpec(methods=["resnet"]).cells()
+
+
+def test_two_workers_train_the_same_cells_as_one(tmp_path):
+    """Cells trained in worker processes give the same rows as cells trained in order."""
+    spec = SweepSpec(profile="ci", dataset="synthetic", ways=3, shots=[1], channels=[4, 6], methods=["protonet"])
+    parallel = run_sweep(spec, progress=False, workers=2)
+    assert len(parallel) == 2
+    for run_dir in spec.table_path.parent.glob("ci-sweep/*"):
+        (run_dir / "result.json").unlink()
+    serial = run_sweep(spec, progress=False)
+    same = ["method", "channels", "test_accuracy", "trainable_params"]
+    pd.testing.assert_frame_equal(parallel[same], serial[same])
+
+
+def test_time_limit_leaves_cells_for_the_next_call(capsys):
+    spec = SweepSpec(profile="ci", dataset="synthetic", ways=3, shots=[1], channels=[4, 6], methods=["protonet"])
+    assert run_sweep(spec, progress=False, max_minutes=0).empty
+    assert "2 of 2 cells not trained" in capsys.readouterr().out
+    assert len(run_sweep(spec, progress=False)) == 2
+
+
+def test_maml_variants_carry_their_own_names():
+    spec = SweepSpec(profile="ci", channels=[4], shots=[1], methods=["maml", "fomaml", "fomaml-1step"])
+    assert [method_label(c) for c in spec.cells()] == ["maml", "fomaml", "fomaml-1step"]
+    assert [c.model_options for c in spec.cells()] == [{}, {"first_order": True},
+                                                       {"first_order": True, "inner_steps": 1}]
+    # the default methods take the profile's MAML variant
+    assert {method_label(c) for c in SweepSpec(profile="long").cells()} == {"ht-all", "ht-logits", "protonet", "maml"}
