@@ -34,7 +34,7 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="ht")
     p.add_argument("--generate", default="all", help="HT: all | logits | number of last conv layers")
     p.add_argument("--channels", type=int, default=8, help="channels C of the target CNN")
-    p.add_argument("--profile", default="quick", help="ci | quick | paper")
+    p.add_argument("--profile", default="quick", help="ci | quick | long | paper")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--episodes-per-step", type=int, default=None)
     p.add_argument("--device", default="auto")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_download)
 
     p = commands.add_parser("notebooks", help="run the numbered notebooks end to end with papermill")
-    p.add_argument("--profile", default="quick", help="ci | quick | paper")
+    p.add_argument("--profile", default="quick", help="ci | quick | long | paper")
     p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")

@@ -131,7 +131,10 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
             train(cfg, default_run_dir(cfg, group="sweep"), resume=True, progress=progress)
             finished(cfg)
     else:
-        _run_parallel(sorted(todo, key=_cost, reverse=True), workers, time_left, finished)
+        # Without a time limit the dearest cells go first, so that the workers finish together;
+        # with one, the cheapest go first (the small CNNs, the heart of the paper's claim).
+        order = sorted(todo, key=_cost, reverse=max_minutes is None)
+        _run_parallel(order, workers, time_left, finished)
     table = collect(spec)
     if write_table:
         _write(spec, table)
