@@ -134,3 +134,35 @@ def attention_heatmap(attention: torch.Tensor, row_labels: list[str], col_labels
     ax.set_title(title)
     ax.tick_params(labelsize=7)
     return ax
+
+
+def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.Figure:
+    """Accuracy (with its 95% CI as error bars) against channels C, one panel per shot count.
+
+    `table` is a sweep table (htlib.sweep.collect): one row per (method, channels, shots, seed).
+    """
+    import seaborn as sns
+
+    shots = sorted(table["shots"].unique())
+    methods = sorted(table["method"].unique())
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 3.8), squeeze=False, sharey=False)
+    for ax, k in zip(axes[0], shots):
+        for method in methods:
+            rows = table[(table["shots"] == k) & (table["method"] == method)]
+            rows = rows.groupby("channels").agg(acc=("test_accuracy", "mean"), ci=("ci95", "mean")).reset_index()
+            if rows.empty:
+                continue
+            ax.errorbar(rows["channels"], 100 * rows["acc"], yerr=100 * rows["ci"], label=method,
+                        color=colours[method], marker="o", markersize=4, capsize=3)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(table["channels"].unique())
+        ax.set_xticks(ticks, [str(c) for c in ticks])
+        ax.set_xlabel("channels C of every conv layer")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{k}-shot")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(title="method", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

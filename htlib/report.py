@@ -1,0 +1,101 @@
+"""Turn sweep tables into the comparisons a reader needs: accuracy grids, gaps with their CIs,
+and plain verdicts on the paper's claim (generating all layers beats generating the logits only,
+and beats a fixed embedding, for small CNNs; the advantage fades as C grows).
+
+Verdicts are computed, never written by hand, so they stay true for whatever table is given.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+# Headline accuracies (%) the paper reports (PAPER.md), keyed by (dataset, ways, shots).
+# The paper's HT numbers come from 4M single-episode training steps.
+PAPER_REPORTED = {
+    ("omniglot", 20, 1): {"HT (paper)": 96.2, "MAML++, C = 64 (paper)": 97.7},
+    ("omniglot", 20, 5): {"HT (paper)": 98.8, "MAML++, C = 64 (paper)": 99.3},
+}
+
+
+def accuracy_grid(table: pd.DataFrame) -> pd.DataFrame:
+    """'mean ± ci95' in % for every (shots, method) row and channel column (seeds averaged)."""
+    rows = _per_cell(table)
+    rows["cell"] = [f"{100 * a:.1f} ± {100 * c:.1f}" for a, c in zip(rows.test_accuracy, rows.ci95)]
+    grid = rows.pivot(index=["shots", "method"], columns="channels", values="cell")
+    grid.columns = [f"C={c}" for c in grid.columns]
+    return grid
+
+
+def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = ("ht-logits", "protonet")):
+    """Accuracy of `method` minus each of `others`, per (shots, channels), with a 95% CI.
+
+    The CI treats the two accuracies as independent (sqrt of the summed squared half-widths).
+    Every method is tested on the same episodes, so a paired CI would be narrower: this one is
+    conservative. verdict: 'better' / 'worse' when the CI excludes 0, else 'no clear difference'.
+    """
+    cells = _per_cell(table).set_index(["shots", "channels", "method"])
+    out = []
+    for (shots, channels), group in cells.groupby(level=["shots", "channels"]):
+        if (shots, channels, method) not in cells.index:
+            continue
+        a = cells.loc[(shots, channels, method)]
+        for other in others:
+            if (shots, channels, other) not in cells.index:
+                continue
+            b = cells.loc[(shots, channels, other)]
+            diff = a.test_accuracy - b.test_accuracy
+            ci = math.hypot(a.ci95, b.ci95)
+            verdict = "better" if diff - ci > 0 else "worse" if diff + ci < 0 else "no clear difference"
+            out.append({"shots": shots, "channels": channels, "versus": other, "gap": diff, "ci95": ci,
+                        "verdict": verdict})
+    return pd.DataFrame(out, columns=["shots", "channels", "versus", "gap", "ci95", "verdict"])
+
+
+def verdicts(table: pd.DataFrame, method: str = "ht-all",
+             others: tuple[str, ...] = ("ht-logits", "protonet")) -> list[str]:
+    """Plain sentences on the two parts of the claim, for each shot count in the table."""
+    g = gaps(table, method, others)
+    lines = []
+    for (shots, other), rows in g.groupby(["shots", "versus"]):
+        rows = rows.sort_values("channels")
+        small, large = rows.iloc[0], rows.iloc[-1]
+        lines.append(
+            f"{shots}-shot, {method} vs {other}: at the smallest C = {small.channels} the gap is "
+            f"{100 * small.gap:+.1f} ± {100 * small.ci95:.1f} points ({small.verdict})"
+            + ("" if len(rows) == 1 else
+               f"; at the largest C = {large.channels} it is {100 * large.gap:+.1f} ± {100 * large.ci95:.1f} "
+               f"({large.verdict}); from the smallest to the largest C the gap "
+               f"{_trend(small.gap, large.gap, small.ci95, large.ci95)}."))
+    return lines
+
+
+def _trend(first: float, last: float, ci_first: float, ci_last: float) -> str:
+    if abs(first - last) <= math.hypot(ci_first, ci_last):
+        return "does not change beyond the noise"
+    return "falls" if last < first else "rises"
+
+
+def wall_time(table: pd.DataFrame) -> pd.DataFrame:
+    """Training + test wall time per method and device, in minutes, and the total."""
+    per = table.groupby(["device", "method"])["wall_seconds"].sum().div(60).round(1).rename("minutes")
+    return per.reset_index()
+
+
+def paper_reference(dataset: str, ways: int) -> pd.DataFrame:
+    """The paper's headline numbers for this task, one row per shot count (empty if none)."""
+    rows = [{"shots": shots, **numbers} for (d, w, shots), numbers in PAPER_REPORTED.items()
+            if d == dataset and w == ways]
+    return pd.DataFrame(rows).set_index("shots") if rows else pd.DataFrame()
+
+
+def _per_cell(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (shots, channels, method): seeds averaged, CIs combined as for a mean."""
+    if table.empty:
+        raise ValueError("The sweep table is empty: train some cells first (htlib.sweep.run_sweep).")
+    grouped = table.groupby(["shots", "channels", "method"])
+    out = grouped["test_accuracy"].mean().to_frame()
+    # the mean of n independent estimates has a CI of sqrt(sum ci^2) / n
+    out["ci95"] = grouped["ci95"].apply(lambda c: math.sqrt((c ** 2).sum()) / len(c))
+    return out.reset_index()

@@ -1,0 +1,51 @@
+"""Sweep reports: the verdicts follow the numbers, in both directions."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pandas as pd
+import pytest
+
+from htlib.plots import sweep_accuracy
+from htlib.report import accuracy_grid, gaps, paper_reference, verdicts, wall_time
+
+
+def _table(rows):
+    return pd.DataFrame([{"method": m, "shots": 1, "channels": c, "seed": s, "test_accuracy": a, "ci95": ci,
+                          "wall_seconds": 60.0, "device": "cpu"} for m, c, s, a, ci in rows])
+
+
+def test_gap_is_better_only_when_its_ci_excludes_zero():
+    table = _table([("ht-all", 4, 0, 0.60, 0.01), ("ht-logits", 4, 0, 0.50, 0.01), ("protonet", 4, 0, 0.595, 0.01),
+                    ("ht-all", 64, 0, 0.70, 0.01), ("ht-logits", 64, 0, 0.75, 0.01), ("protonet", 64, 0, 0.70, 0.01)])
+    g = gaps(table).set_index(["channels", "versus"])
+    assert g.loc[(4, "ht-logits"), "verdict"] == "better"
+    assert g.loc[(4, "ht-logits"), "gap"] == pytest.approx(0.10)
+    assert g.loc[(4, "ht-logits"), "ci95"] == pytest.approx(0.01 * 2 ** 0.5)
+    assert g.loc[(4, "protonet"), "verdict"] == "no clear difference"
+    assert g.loc[(64, "ht-logits"), "verdict"] == "worse"
+    text = verdicts(table)
+    assert any("ht-logits" in line and "+10.0" in line and "falls" in line for line in text)
+    assert any("protonet" in line and "does not change beyond the noise" in line for line in text)
+
+
+def test_seeds_are_averaged_with_a_narrower_ci():
+    table = _table([("ht-all", 4, 0, 0.60, 0.02), ("ht-all", 4, 1, 0.70, 0.02)])
+    grid = accuracy_grid(table)
+    assert grid.loc[(1, "ht-all"), "C=4"] == "65.0 ± 1.4"
+
+
+def test_empty_table_says_what_to_do():
+    with pytest.raises(ValueError, match="train some cells first"):
+        accuracy_grid(_table([]).reindex(columns=["method", "shots", "channels", "test_accuracy", "ci95"]))
+
+
+def test_paper_reference_and_wall_time_and_plot():
+    assert paper_reference("omniglot", 20).loc[1, "HT (paper)"] == 96.2
+    assert paper_reference("miniimagenet", 20).empty
+    table = _table([("ht-all", 4, 0, 0.6, 0.01), ("protonet", 4, 0, 0.5, 0.01), ("protonet", 8, 0, 0.55, 0.01)])
+    assert wall_time(table).set_index("method").loc["protonet", "minutes"] == 2.0
+    fig = sweep_accuracy(table)
+    assert len(fig.axes[0].get_lines()) > 0
