@@ -97,6 +97,17 @@ def _sweep(args: argparse.Namespace) -> None:
     print(f"{len(table)} cells in {spec.table_path}")
 
 
+def _semi(args: argparse.Namespace) -> None:
+    from htlib.semi import SemiSpec, run_semi
+
+    spec = SemiSpec(profile=args.profile, dataset=args.dataset, ways=args.ways, shots=args.shots,
+                    channels=args.channels, seed=args.seed, methods=args.methods,
+                    train_unlabelled=args.train_unlabelled, test_unlabelled=args.test_unlabelled,
+                    distractors=args.distractors, data_dir=args.data_dir, device=args.device)
+    table = run_semi(spec, progress=not args.no_progress)
+    print(f"{len(table)} rows in {spec.table_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m htlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="start no new cell after this long")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_sweep)
+
+    p = commands.add_parser("semi", help="unlabelled support samples: continue each supervised run with "
+                                         "and without them, test at several U (notebook 04)")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--dataset", default="omniglot")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--ways", type=int, default=20)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet-softkmeans"])
+    p.add_argument("--train-unlabelled", type=int, default=5, help="U per class in the unlabelled arm")
+    p.add_argument("--test-unlabelled", type=int, nargs="+", default=[0, 1, 2, 5, 10])
+    p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_semi)
     return parser
 
 

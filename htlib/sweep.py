@@ -29,7 +29,7 @@ import torch
 
 from htlib.data.paths import PROJECT_ROOT
 from htlib.profiles import get_profile
-from htlib.train import TrainConfig, default_run_dir, method_label, train
+from htlib.train import TrainConfig, config_differences, default_run_dir, method_label, train
 
 # Sweep method names -> TrainConfig fields; each name equals htlib.train.method_label of its config.
 METHOD_SETTINGS = {
@@ -181,10 +181,7 @@ def _train_quietly(cfg: TrainConfig, run_dir: str) -> None:
 
 def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     """A finished cell is reused only if it was trained with exactly this cell's settings."""
-    ignore = ("device", "data_dir")
-    stored = json.loads((run_dir / "config.json").read_text())
-    wanted = cfg.resolved().to_dict()
-    differ = {k: (stored.get(k), v) for k, v in wanted.items() if k not in ignore and stored.get(k) != v}
+    differ = config_differences(json.loads((run_dir / "config.json").read_text()), cfg.resolved())
     if differ:
         raise ValueError(
             f"{run_dir} holds a finished run with other settings {differ} (as (stored, wanted)); "

@@ -55,6 +55,8 @@ class TrainConfig:
     generate: str | int = "all"  # HT: "all", "logits" or the number of last conv layers
     channels: int = 8
     model_options: dict = field(default_factory=dict)  # extra HTConfig fields, e.g. transformer_layers
+    # a model.pt (state_dict) to start from instead of a random init; relative = to the project root
+    init_from: str | None = None
     # optimisation
     profile: str = "quick"
     steps: int | None = None
@@ -89,6 +91,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def config_differences(stored: dict, cfg: TrainConfig) -> dict:
+    """{field: (stored, wanted)} for every setting in which a saved run differs from `cfg`.
+
+    The device and the data directory do not count (the same run may move between machines); a
+    field the saved run predates counts as its default, so adding a field keeps old runs valid.
+    """
+    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(TrainConfig)}
+    wanted = cfg.to_dict()
+    return {k: (stored.get(k, defaults[k]), v) for k, v in wanted.items()
+            if k not in ("device", "data_dir") and stored.get(k, defaults[k]) != v}
+
+
 def method_label(cfg: TrainConfig) -> str:
     """The name a method carries in result tables: ht-all, ht-logits, ht-2, protonet, maml, ...
 
@@ -101,6 +116,8 @@ def method_label(cfg: TrainConfig) -> str:
         name = "fomaml" if cfg.model_options.get("first_order", False) else "maml"
         steps = cfg.model_options.get("inner_steps", 5)
         return name if steps == 5 else f"{name}-{steps}step"
+    if cfg.method == "protonet" and cfg.model_options.get("soft_kmeans_steps", 0):
+        return "protonet-softkmeans"
     return cfg.method
 
 
@@ -130,6 +147,15 @@ def _schedule(cfg: TrainConfig):
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return factor
+
+
+def _project_path(path: str) -> Path:
+    from htlib.data.paths import PROJECT_ROOT
+
+    full = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+    if not full.is_file():
+        raise FileNotFoundError(f"init_from: no weights at {full}; train that run first or fix the path.")
+    return full
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -165,7 +191,10 @@ class Trainer:
         self.sampler = EpisodeSampler(
             self.train_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
             cfg.episodes_per_step, cfg.augment_rotations, seed=cfg.seed)
-        self.model = build_model(cfg, self.train_data.image_shape).to(self.device)
+        self.model = build_model(cfg, self.train_data.image_shape)
+        if cfg.init_from:
+            self.model.load_state_dict(torch.load(_project_path(cfg.init_from), map_location="cpu"))
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
@@ -199,9 +228,7 @@ class Trainer:
             return False
         # on the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to the device
         state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = state["config"]
-        mine = self.cfg.to_dict()
-        differ = {k: (saved.get(k), v) for k, v in mine.items() if k not in ("device", "data_dir") and saved.get(k) != v}
+        differ = config_differences(state["config"], self.cfg)
         if differ:
             raise ValueError(
                 f"{path} was written by a run with a different configuration ({differ}, "
@@ -305,14 +332,20 @@ class Trainer:
             self.save()  # stopped early on purpose: keep the exact state for --resume
         bar.close()
 
-    def test(self, episodes: int | None = None, unlabelled: int | None = None) -> Accuracy:
-        """Accuracy of the best-on-validation weights over test episodes (same episodes for all methods)."""
+    def test(self, episodes: int | None = None, unlabelled: int | None = None,
+             distractors: int | None = None) -> Accuracy:
+        """Accuracy of the best-on-validation weights over test episodes (same episodes for all methods).
+
+        `unlabelled` and `distractors` override the training values: the support set at test may
+        hold another number of unlabelled samples than in training.
+        """
         cfg = self.cfg
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         test_data = load_split(cfg.dataset, "test", cfg.data_dir, split_scheme=cfg.split_scheme)
         sampler = EpisodeSampler(test_data, cfg.ways, cfg.shots, cfg.queries,
-                                 cfg.unlabelled if unlabelled is None else unlabelled, cfg.distractors,
+                                 cfg.unlabelled if unlabelled is None else unlabelled,
+                                 cfg.distractors if distractors is None else distractors,
                                  batch_size=min(cfg.episodes_per_step * 2, 64), seed=EVAL_SEED)
         return evaluate(self.model, sampler, episodes or cfg.test_episodes, self.device)
 
@@ -377,10 +410,7 @@ def load_or_train(config: TrainConfig, run_dir: str | os.PathLike | None = None,
     cfg = config.resolved()
     saved = run_dir / "config.json"
     if (run_dir / "result.json").is_file() and (run_dir / "model.pt").is_file() and saved.is_file():
-        stored = json.loads(saved.read_text())
-        ignore = ("device", "data_dir")
-        if {k: v for k, v in stored.items() if k not in ignore} == {
-                k: v for k, v in cfg.to_dict().items() if k not in ignore}:
+        if not config_differences(json.loads(saved.read_text()), cfg):
             data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
             model = build_model(cfg, data.image_shape)
             model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu"))

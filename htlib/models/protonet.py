@@ -14,7 +14,15 @@ normalised with their own statistics (``cnn.py``). A batch of B episodes runs at
 grouped-convolution layout; there is no Python loop over episodes.
 
 Unlabelled support samples (label -1) are dropped before anything is computed, so they affect
-neither the prototypes nor the support set's BatchNorm statistics.
+neither the prototypes nor the support set's BatchNorm statistics, unless ``soft_kmeans_steps``
+> 0: then the prototypes are refined with them by soft k-means (Ren et al., ICLR 2018, "Meta-
+Learning for Semi-Supervised Few-Shot Classification", Eq. 3-4), the semi-supervised baseline
+of notebook 04. Each step gives every unlabelled embedding a soft assignment to the classes (a
+softmax over minus squared distances to the current prototypes) and recomputes each prototype as
+the weighted mean of its labelled samples (weight 1) and the unlabelled ones (their assignment).
+Labelled and unlabelled samples are then embedded together, so BatchNorm uses the statistics of
+the whole support set. The refinement has no parameters: a network trained without unlabelled
+samples can use it at test time.
 """
 
 from __future__ import annotations
@@ -104,9 +112,12 @@ class ProtoNet(nn.Module):
     episode permutes the logits' columns exactly.
     """
 
-    def __init__(self, spec: CNNSpec | None = None) -> None:
+    def __init__(self, spec: CNNSpec | None = None, soft_kmeans_steps: int = 0) -> None:
         super().__init__()
+        if soft_kmeans_steps < 0:
+            raise ValueError(f"soft_kmeans_steps must be >= 0, got {soft_kmeans_steps}")
         self.spec = spec or CNNSpec()
+        self.soft_kmeans_steps = soft_kmeans_steps
         self.conv_weights = conv_parameters(self.spec)
         self.bn = BatchNormParams(self.spec)
 
@@ -144,9 +155,28 @@ class ProtoNet(nn.Module):
     ) -> Tensor:
         """Classify each episode's queries by their nearest prototype: returns (B, Q, num_classes)."""
         check_episode_inputs(self.spec, support_images, support_labels, query_images, num_classes)
-        images, labels = drop_unlabelled(support_images, support_labels)  # (B, S_l, ...)
-        protos = self.prototypes(self.embed(images), labels, num_classes)  # (B, N, C)
+        if self.soft_kmeans_steps and bool((support_labels < 0).any()):
+            embedded = self.embed(support_images)  # labelled and unlabelled together (B, S, C)
+            protos = self.prototypes(embedded, support_labels, num_classes)
+            for _ in range(self.soft_kmeans_steps):
+                protos = self.refine(embedded, support_labels, protos)
+        else:
+            images, labels = drop_unlabelled(support_images, support_labels)  # (B, S_l, ...)
+            protos = self.prototypes(self.embed(images), labels, num_classes)  # (B, N, C)
         return self.logits(self.embed(query_images), protos)
+
+    @classmethod
+    def refine(cls, support_emb: Tensor, support_labels: Tensor, prototypes: Tensor) -> Tensor:
+        """One soft k-means step (Ren et al. 2018, Eq. 4): (B, S, C), (B, S), (B, N, C) -> (B, N, C).
+
+        Labelled samples keep weight 1 on their own class; an unlabelled sample (label -1)
+        weighs softmax_c(-||h - p_c||^2) on class c.
+        """
+        num_classes = prototypes.shape[1]
+        hard = one_hot_labelled(support_labels, num_classes, support_emb.dtype)  # (B, S, N), 0 rows if unlabelled
+        soft = cls.logits(support_emb, prototypes).softmax(dim=-1)  # (B, S, N)
+        weights = torch.where((support_labels >= 0).unsqueeze(-1), hard, soft)
+        return (weights.transpose(1, 2) @ support_emb) / weights.sum(dim=1).unsqueeze(-1)
 
     def parameter_counts(self, num_classes: int | None = None) -> dict[str, int]:
         """Trainable parameters (conv weights + BN scale/shift); nothing is generated per episode."""

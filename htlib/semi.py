@@ -1,0 +1,172 @@
+"""Semi-supervised support sets: do unlabelled samples raise accuracy? (the paper's claim 2)
+
+The design, for each method, at one task (20-way 1-shot Omniglot, C = 8 by default):
+
+1. the **base**: the profile's fully supervised single run of that method (what notebook 02 and
+   ``python -m htlib train`` produce; trained here if it is missing);
+2. two **arms** continue the base for the profile's ``semi_steps`` (same optimiser, same
+   schedule): one with U unlabelled samples per class in every training support set, one with
+   none, the control that gets the same extra training;
+3. every arm is tested on the same test episodes at several numbers of unlabelled samples per
+   class (U at test need not equal U in training: the HT takes any number of tokens) and, once,
+   with distractor classes whose unlabelled images belong to no class of the episode.
+
+For the HT an unlabelled sample is one more token, carrying the "unlabelled" label embedding in
+place of a class embedding; the loss is unchanged. The semi-supervised baseline is ProtoNet with
+soft k-means refinement (``protonet-softkmeans``), continued from the profile's ProtoNet run.
+
+Each arm is a run folder ``results/runs/<profile>-semi/<name>/`` (finished arms are not trained
+again) whose ``evaluations.json`` holds its test rows; the tidy table of all rows is
+``results/semi_<profile>_<dataset>.csv``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from htlib.data.paths import PROJECT_ROOT
+from htlib.profiles import get_profile
+from htlib.train import TrainConfig, Trainer, default_run_dir, load_or_train, method_label, train
+
+METHODS = {
+    "ht-all": {"method": "ht", "generate": "all"},
+    "ht-logits": {"method": "ht", "generate": "logits"},
+    "protonet-softkmeans": {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}},
+}
+COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "train_unlabelled",
+           "test_unlabelled", "test_distractors", "base_episodes", "steps", "episodes_seen", "test_accuracy",
+           "ci95", "test_episodes", "trainable_params", "generated_params", "wall_seconds", "device",
+           "htlib_version", "torch_version", "python_version"]
+
+
+@dataclass
+class SemiSpec:
+    """The semi-supervised experiment. Defaults: the paper's setting at a small C."""
+
+    profile: str = "quick"
+    dataset: str = "omniglot"
+    ways: int = 20
+    shots: int = 1
+    channels: int = 8
+    seed: int = 0
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    train_unlabelled: int = 5  # U per class in the training support sets of the unlabelled arm
+    test_unlabelled: list[int] = field(default_factory=lambda: [0, 1, 2, 5, 10])
+    distractors: int = 5  # distractor classes in one extra test, at U = train_unlabelled
+    data_dir: str | None = None
+    device: str = "auto"
+
+    def base(self, method: str) -> TrainConfig:
+        """The supervised run an arm starts from: the profile's single run of the method."""
+        settings = _settings(method)
+        settings.get("model_options", {}).pop("soft_kmeans_steps", None)  # its base is plain ProtoNet
+        return TrainConfig(dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
+                           channels=self.channels, profile=self.profile, seed=self.seed, device=self.device,
+                           **settings)
+
+    def arm(self, method: str, unlabelled: int) -> TrainConfig:
+        """The continued run of `method` with `unlabelled` samples per class in training."""
+        prof = get_profile(self.profile)
+        base_dir = default_run_dir(self.base(method))
+        return TrainConfig(dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
+                           channels=self.channels, profile=self.profile, seed=self.seed, device=self.device,
+                           unlabelled=unlabelled, steps=prof.semi_steps, episodes_per_step=prof.semi_episodes_per_step,
+                           val_every=max(1, prof.semi_steps // 2), init_from=_relative(base_dir / "model.pt"),
+                           **_settings(method))
+
+    def arms(self) -> list[TrainConfig]:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"Unknown methods {unknown}; choose from {list(METHODS)}")
+        if self.train_unlabelled < 1:
+            raise ValueError(f"train_unlabelled must be >= 1 (the control arm has 0), got {self.train_unlabelled}")
+        return [self.arm(m, u) for m in self.methods for u in (0, self.train_unlabelled)]
+
+    def tests(self) -> list[tuple[int, int]]:
+        """(unlabelled, distractor classes) of every test condition."""
+        return [(u, 0) for u in self.test_unlabelled] + ([(self.train_unlabelled, self.distractors)]
+                                                         if self.distractors else [])
+
+    @property
+    def table_path(self) -> Path:
+        folder = "runs" if self.profile == "ci" else "results"
+        return PROJECT_ROOT / folder / f"semi_{self.profile}_{self.dataset}.csv"
+
+
+def run_semi(spec: SemiSpec, progress: bool = True) -> pd.DataFrame:
+    """Train missing bases and arms, run missing test conditions, return (and write) the table."""
+    for cfg in spec.arms():
+        base = load_or_train(spec.base(method_label(cfg)), progress=progress)  # trains only if missing
+        run_dir = default_run_dir(cfg, group="semi")
+        if not (run_dir / "result.json").is_file():
+            print(f"{run_dir.name}: continuing {base.result['steps']} base steps for "
+                  f"{cfg.resolved().steps} steps with U = {cfg.unlabelled}", flush=True)
+            train(cfg, run_dir, resume=True, progress=progress)
+        _evaluate_arm(spec, cfg, run_dir, base.result)
+    table = collect(spec)
+    spec.table_path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(spec.table_path, index=False)
+    return table
+
+
+def collect(spec: SemiSpec) -> pd.DataFrame:
+    """All test rows of the finished arms of `spec`."""
+    rows = []
+    for cfg in spec.arms():
+        path = default_run_dir(cfg, group="semi") / "evaluations.json"
+        if path.is_file():
+            wanted = set(spec.tests())
+            rows += [r for r in json.loads(path.read_text())
+                     if (r["test_unlabelled"], r["test_distractors"]) in wanted]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _evaluate_arm(spec: SemiSpec, cfg: TrainConfig, run_dir: Path, base_result: dict) -> None:
+    """Test the arm at every condition not yet in its evaluations.json (written after each)."""
+    path = run_dir / "evaluations.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    done = {(r["test_unlabelled"], r["test_distractors"]) for r in rows}
+    todo = [t for t in spec.tests() if t not in done]
+    if not todo:
+        return
+    result = json.loads((run_dir / "result.json").read_text())
+    trainer = Trainer(cfg)  # for its test episodes; the weights are the arm's best (model.pt)
+    trainer.model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu"))
+    for unlabelled, distractors in todo:
+        start = time.perf_counter()
+        acc = trainer.test(unlabelled=unlabelled, distractors=distractors)
+        rows.append({
+            **{k: result[k] for k in ("method", "dataset", "ways", "shots", "channels", "seed", "profile",
+                                      "steps", "trainable_params", "generated_params", "device",
+                                      "htlib_version", "torch_version", "python_version")},
+            "train_unlabelled": cfg.unlabelled, "test_unlabelled": unlabelled, "test_distractors": distractors,
+            "base_episodes": base_result["episodes_seen"],
+            "episodes_seen": base_result["episodes_seen"] + result["episodes_seen"],
+            "test_accuracy": acc.accuracy, "ci95": acc.ci95, "test_episodes": acc.episodes,
+            "wall_seconds": round(result["wall_seconds"] + time.perf_counter() - start, 1),  # arm + this test
+        })
+        print(f"{run_dir.name}: U_test = {unlabelled}, distractor classes = {distractors}: {acc}", flush=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=2))
+        tmp.replace(path)
+
+
+def _settings(method: str) -> dict:
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose from {list(METHODS)}")
+    return copy.deepcopy(METHODS[method])
+
+
+def _relative(path: Path) -> str:
+    """Paths inside the project are stored relative to it, so that configs stay portable."""
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
