@@ -166,3 +166,35 @@ def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def semi_accuracy(table, title: str = "accuracy against unlabelled samples per class") -> plt.Figure:
+    """Semi-supervised table -> accuracy (95% CI bars) against U at test, one panel per method;
+    solid: the arm trained with unlabelled samples, dashed: the control trained without; crosses:
+    the same test with distractor classes added."""
+    import seaborn as sns
+
+    methods = sorted(table["method"].unique())
+    arms = sorted(table["train_unlabelled"].unique())
+    colours = dict(zip(arms, sns.color_palette("colorblind", len(arms))))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 3.6), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods):
+        for arm in arms:
+            rows = table[(table["method"] == method) & (table["train_unlabelled"] == arm)]
+            clean = rows[rows["test_distractors"] == 0].sort_values("test_unlabelled")
+            label = f"trained with U = {arm}" + (" (control)" if arm == 0 else "")
+            ax.errorbar(clean["test_unlabelled"], 100 * clean["test_accuracy"], yerr=100 * clean["ci95"],
+                        color=colours[arm], ls="--" if arm == 0 else "-", marker="o", markersize=4, capsize=3,
+                        label=label)
+            noisy = rows[rows["test_distractors"] > 0]
+            ax.errorbar(noisy["test_unlabelled"], 100 * noisy["test_accuracy"], yerr=100 * noisy["ci95"],
+                        color=colours[arm], ls="none", marker="x", markersize=8, capsize=3,
+                        label=f"+ {int(noisy['test_distractors'].max())} distractor classes" if len(noisy) else None)
+        ax.set_title(method)
+        ax.set_xlabel("unlabelled samples per class at test (U)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

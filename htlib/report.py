@@ -45,11 +45,7 @@ def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = 
             if (shots, channels, other) not in cells.index:
                 continue
             b = cells.loc[(shots, channels, other)]
-            diff = a.test_accuracy - b.test_accuracy
-            ci = math.hypot(a.ci95, b.ci95)
-            verdict = "better" if diff - ci > 0 else "worse" if diff + ci < 0 else "no clear difference"
-            out.append({"shots": shots, "channels": channels, "versus": other, "gap": diff, "ci95": ci,
-                        "verdict": verdict})
+            out.append({"shots": shots, "channels": channels, "versus": other, **_difference(a, b)})
     return pd.DataFrame(out, columns=["shots", "channels", "versus", "gap", "ci95", "verdict"])
 
 
@@ -99,3 +95,61 @@ def _per_cell(table: pd.DataFrame) -> pd.DataFrame:
     # the mean of n independent estimates has a CI of sqrt(sum ci^2) / n
     out["ci95"] = grouped["ci95"].apply(lambda c: math.sqrt((c ** 2).sum()) / len(c))
     return out.reset_index()
+
+
+def _difference(a: pd.Series, b: pd.Series) -> dict:
+    diff, ci = a.test_accuracy - b.test_accuracy, math.hypot(a.ci95, b.ci95)
+    verdict = "better" if diff - ci > 0 else "worse" if diff + ci < 0 else "no clear difference"
+    return {"gap": diff, "ci95": ci, "verdict": verdict}
+
+
+def unlabelled_gains(table: pd.DataFrame) -> pd.DataFrame:
+    """Semi-supervised table -> accuracy at each U_test minus accuracy at U_test = 0, per method and
+    training arm (no distractors), with a 95% CI (independent-samples, as in `gaps`)."""
+    clean = table[table["test_distractors"] == 0].set_index(["method", "train_unlabelled", "test_unlabelled"])
+    out = []
+    for (method, arm), rows in clean.groupby(level=["method", "train_unlabelled"]):
+        if (method, arm, 0) not in rows.index:
+            continue
+        zero = rows.loc[(method, arm, 0)]
+        for (_, _, u), row in rows.iterrows():
+            if u > 0:
+                out.append({"method": method, "train_unlabelled": arm, "test_unlabelled": u,
+                            **_difference(row, zero)})
+    return pd.DataFrame(out, columns=["method", "train_unlabelled", "test_unlabelled", "gap", "ci95", "verdict"])
+
+
+def semi_verdicts(table: pd.DataFrame) -> list[str]:
+    """Plain sentences: does each method gain from unlabelled samples, and does training with them
+    (against the control arm trained as long without) matter?"""
+    gains = unlabelled_gains(table)
+    rows = table.set_index(["method", "train_unlabelled", "test_unlabelled", "test_distractors"])
+    lines = []
+    for method in sorted(table["method"].unique()):
+        arms = sorted(table.loc[table["method"] == method, "train_unlabelled"].unique())
+        for arm in arms:
+            g = gains[(gains["method"] == method) & (gains["train_unlabelled"] == arm)]
+            if g.empty:
+                continue
+            best = g.loc[g["gap"].idxmax()]
+            name = "trained with" if arm else "control, trained with"
+            lines.append(f"{method} ({name} U = {arm}): the best change against U_test = 0 is "
+                         f"{100 * best.gap:+.1f} ± {100 * best.ci95:.1f} points at U_test = {best.test_unlabelled} "
+                         f"({best.verdict}); at U_test = {g.test_unlabelled.max()} it is "
+                         f"{100 * g.iloc[-1].gap:+.1f} ± {100 * g.iloc[-1].ci95:.1f}.")
+        if len(arms) == 2 and arms[0] == 0:
+            u = arms[1]
+            key_u, key_0 = (method, u, u, 0), (method, 0, u, 0)
+            if key_u in rows.index and key_0 in rows.index:
+                d = _difference(rows.loc[key_u], rows.loc[key_0])
+                lines.append(f"{method}: at U_test = {u}, the arm trained with U = {u} minus the control is "
+                             f"{100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points ({d['verdict']}).")
+            with_d = rows[(rows.index.get_level_values("method") == method)
+                          & (rows.index.get_level_values("test_distractors") > 0)]
+            for (m, arm, uu, dd), row in with_d.iterrows():
+                if (m, arm, uu, 0) in rows.index:
+                    d = _difference(row, rows.loc[(m, arm, uu, 0)])
+                    lines.append(f"{method} (trained with U = {arm}): {dd} distractor classes at U_test = {uu} "
+                                 f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
+                                 f"({d['verdict']}).")
+    return lines

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from htlib.plots import sweep_accuracy
-from htlib.report import accuracy_grid, gaps, paper_reference, verdicts, wall_time
+from htlib.report import (accuracy_grid, gaps, paper_reference, semi_verdicts, unlabelled_gains, verdicts,
+                          wall_time)
 
 
 def _table(rows):
@@ -49,3 +50,27 @@ def test_paper_reference_and_wall_time_and_plot():
     assert wall_time(table).set_index("method").loc["protonet", "minutes"] == 2.0
     fig = sweep_accuracy(table)
     assert len(fig.axes[0].get_lines()) > 0
+
+
+def _semi(rows):
+    return pd.DataFrame([{"method": m, "train_unlabelled": a, "test_unlabelled": u, "test_distractors": d,
+                          "test_accuracy": acc, "ci95": 0.01} for m, a, u, d, acc in rows])
+
+
+def test_semi_verdicts_separate_gain_arm_effect_and_distractors():
+    table = _semi([("ht-all", 0, 0, 0, 0.80), ("ht-all", 0, 5, 0, 0.70), ("ht-all", 5, 0, 0, 0.80),
+                   ("ht-all", 5, 5, 0, 0.85), ("ht-all", 5, 5, 5, 0.84)])
+    g = unlabelled_gains(table).set_index(["train_unlabelled", "test_unlabelled"])
+    assert g.loc[(5, 5), "verdict"] == "better" and g.loc[(0, 5), "verdict"] == "worse"
+    assert g.loc[(5, 5), "gap"] == pytest.approx(0.05)
+    text = " | ".join(semi_verdicts(table))
+    assert "trained with U = 5 minus the control is +15.0" in text
+    assert "5 distractor classes at U_test = 5 change accuracy by -1.0" in text and "(no clear difference)" in text
+
+
+def test_semi_plot_draws_one_panel_per_method():
+    from htlib.plots import semi_accuracy
+
+    table = _semi([("ht-all", 0, 0, 0, 0.8), ("ht-all", 5, 0, 0, 0.8), ("ht-all", 5, 5, 5, 0.8),
+                   ("protonet-softkmeans", 0, 0, 0, 0.7)])
+    assert len(semi_accuracy(table).axes) == 2
