@@ -136,18 +136,23 @@ def attention_heatmap(attention: torch.Tensor, row_labels: list[str], col_labels
     return ax
 
 
+def _panels(count: int, hues: list, size: tuple[float, float], sharey: bool):
+    """A row of `count` panels and one colour-blind-safe colour per hue value."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, count, figsize=(size[0] * count, size[1]), squeeze=False, sharey=sharey)
+    return fig, list(axes[0]), dict(zip(hues, sns.color_palette("colorblind", len(hues))))
+
+
 def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.Figure:
     """Accuracy (with its 95% CI as error bars) against channels C, one panel per shot count.
 
     `table` is a sweep table (htlib.sweep.collect): one row per (method, channels, shots, seed).
     """
-    import seaborn as sns
-
     shots = sorted(table["shots"].unique())
     methods = sorted(table["method"].unique())
-    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
-    fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 3.8), squeeze=False, sharey=False)
-    for ax, k in zip(axes[0], shots):
+    fig, axes, colours = _panels(len(shots), methods, (5.5, 3.8), sharey=False)
+    for ax, k in zip(axes, shots):
         for method in methods:
             rows = table[(table["shots"] == k) & (table["method"] == method)]
             rows = rows.groupby("channels").agg(acc=("test_accuracy", "mean"), ci=("ci95", "mean")).reset_index()
@@ -162,7 +167,7 @@ def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{k}-shot")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(title="method", fontsize=8)
+    axes[-1].legend(title="method", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -172,13 +177,10 @@ def semi_accuracy(table, title: str = "accuracy against unlabelled samples per c
     """Semi-supervised table -> accuracy (95% CI bars) against U at test, one panel per method;
     solid: the arm trained with unlabelled samples, dashed: the control trained without; crosses:
     the same test with distractor classes added."""
-    import seaborn as sns
-
     methods = sorted(table["method"].unique())
     arms = sorted(table["train_unlabelled"].unique())
-    colours = dict(zip(arms, sns.color_palette("colorblind", len(arms))))
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 3.6), squeeze=False, sharey=True)
-    for ax, method in zip(axes[0], methods):
+    fig, axes, colours = _panels(len(methods), arms, (4.6, 3.6), sharey=True)
+    for ax, method in zip(axes, methods):
         for arm in arms:
             rows = table[(table["method"] == method) & (table["train_unlabelled"] == arm)]
             clean = rows[rows["test_distractors"] == 0].sort_values("test_unlabelled")
@@ -193,8 +195,8 @@ def semi_accuracy(table, title: str = "accuracy against unlabelled samples per c
         ax.set_title(method)
         ax.set_xlabel("unlabelled samples per class at test (U)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[-1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
