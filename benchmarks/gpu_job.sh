@@ -4,14 +4,16 @@
 # time limit. Everything it measures lands in $OUT.
 #
 # Run from the repository root on the GPU machine (torch installed there, htlib via PYTHONPATH):
-#   OUT=dir SWEEP_MINUTES=5 bash benchmarks/gpu_job.sh
+#   OUT=dir JOB_SECONDS=540 bash benchmarks/gpu_job.sh
+# The sweep starts new cells until JOB_SECONDS - 170 s after the start, and is stopped at
+# JOB_SECONDS - 20 s, so that the results are always packed before the device's limit.
 # HTLIB_DATA must hold omniglot/ (the official zips and splits/). Locally, as a dry run:
-#   OUT=/tmp/gj DEVICE=cpu SWEEP_PROFILE=ci SWEEP_MINUTES=1 WORKERS=2 bash benchmarks/gpu_job.sh
+#   OUT=/tmp/gj DEVICE=cpu SWEEP_PROFILE=ci JOB_SECONDS=300 WORKERS=2 PYTHON=python bash benchmarks/gpu_job.sh
 set -u
 OUT=${OUT:-runs/gpu_job}
 DEVICE=${DEVICE:-cuda}
 SWEEP_PROFILE=${SWEEP_PROFILE:-long}
-SWEEP_MINUTES=${SWEEP_MINUTES:-5}
+JOB_SECONDS=${JOB_SECONDS:-540}
 WORKERS=${WORKERS:-12}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
@@ -24,13 +26,15 @@ PY=${PYTHON:-python3}
   $PY -c "from htlib.data import load_split; load_split('omniglot', 'train')" || exit 1  # decode once
   [ -n "${SKIP_CHECKS:-}" ] || {
   echo "== notebooks on $DEVICE"
-  timeout 180 $PY benchmarks/exec_notebook.py notebooks/0[12]_*.ipynb -p profile=ci -p device=$DEVICE
+  timeout 180 $PY benchmarks/exec_notebook.py notebooks/0[1-3]_*.ipynb -p profile=ci -p device=$DEVICE
   echo "== benchmark on $DEVICE"
   timeout 120 $PY -m htlib bench --device "$DEVICE" --profile quick
   }
-  echo "== sweep $SWEEP_PROFILE: $WORKERS workers, new cells for $SWEEP_MINUTES min"
-  timeout $((${SWEEP_MINUTES%.*} * 60 + 150)) $PY -m htlib sweep --profile "$SWEEP_PROFILE" --device "$DEVICE" \
-    --workers "$WORKERS" --max-minutes "$SWEEP_MINUTES" --no-progress
+  left=$((JOB_SECONDS - SECONDS))
+  minutes=$(awk "BEGIN {print ($left - 170) / 60}")
+  echo "== sweep $SWEEP_PROFILE: $WORKERS workers, new cells for $minutes min, stopped after $((left - 20)) s"
+  timeout $((left - 20)) $PY -m htlib sweep --profile "$SWEEP_PROFILE" --device "$DEVICE" \
+    --workers "$WORKERS" --max-minutes "$minutes" --no-progress
   echo "sweep exit $?"
   date -u
 } 2>&1 | tee "$OUT/gpu_job.log"
