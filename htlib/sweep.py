@@ -146,7 +146,7 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
 
 
 def _cost(cfg: TrainConfig) -> float:
-    """A rough relative cost of a cell: the dearest go first so that workers finish together."""
+    """A rough relative cost of a cell, to order the cells of a parallel sweep."""
     return METHOD_COST[method_label(cfg)] * cfg.channels ** 1.5 * (cfg.shots + cfg.queries)
 
 
