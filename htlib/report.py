@@ -153,3 +153,34 @@ def semi_verdicts(table: pd.DataFrame) -> list[str]:
                                  f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
                                  f"({d['verdict']}).")
     return lines
+
+
+def own_class_attention(model, support: "torch.Tensor", labels: "torch.Tensor", ways: int) -> float:
+    """Mean share of a logits-layer placeholder's attention over the labelled support tokens that
+    goes to its OWN class (last transformer layer, heads averaged). The paper's "stairway" pattern
+    (its finding 4) means attention mostly on the OTHER classes: a share below 1/ways."""
+    import torch
+
+    with torch.no_grad():
+        _, maps = model.generate_weights(support, labels, ways, return_attention=True)
+    att = maps["logits"][-1].mean(dim=1)[:, :ways, ways:]  # (tasks, placeholders, support tokens)
+    own = torch.nn.functional.one_hot(labels.clamp(min=0), ways).transpose(1, 2).to(att.dtype)  # (tasks, N, S)
+    own = own * (labels >= 0).unsqueeze(1)
+    labelled = (labels >= 0).unsqueeze(1).to(att.dtype)
+    return float(((att * own).sum(-1) / (att * labelled).sum(-1)).mean())
+
+
+def kernel_variation(model, support: "torch.Tensor", labels: "torch.Tensor", ways: int) -> dict[str, float]:
+    """Per generated conv layer: mean over tasks of ||W_task - mean W|| / ||mean W||, the "how much
+    do generated kernels change from task to task" of the paper's finding 5 (roughly 10-15%)."""
+    import torch
+
+    with torch.no_grad():
+        weights = model.generate_weights(support, labels, ways)
+    out = {}
+    for name in getattr(model, "generators", {}):
+        if name == "logits":
+            continue
+        w = weights[name].flatten(1)
+        out[name] = float(((w - w.mean(0)).norm(dim=1) / w.mean(0).norm()).mean())
+    return out

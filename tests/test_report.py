@@ -74,3 +74,22 @@ def test_semi_plot_draws_one_panel_per_method():
     table = _semi([("ht-all", 0, 0, 0, 0.8), ("ht-all", 5, 0, 0, 0.8), ("ht-all", 5, 5, 5, 0.8),
                    ("protonet-softkmeans", 0, 0, 0, 0.7)])
     assert len(semi_accuracy(table).axes) == 2
+
+
+def test_attention_and_kernel_statistics_of_an_ht():
+    import torch
+
+    from htlib.models import CNNSpec, HTConfig, HyperTransformer
+    from htlib.report import kernel_variation, own_class_attention
+
+    torch.manual_seed(0)
+    ht = HyperTransformer(HTConfig(cnn=CNNSpec(channels=4), max_ways=3)).eval()
+    x = torch.randn(5, 3, 1, 28, 28)
+    y = torch.tensor([0, 1, 2]).repeat(5, 1)
+    share = own_class_attention(ht, x, y, 3)
+    assert 0.0 < share < 1.0
+    variation = kernel_variation(ht, x, y, 3)
+    assert set(variation) == {"conv0", "conv1", "conv2", "conv3"} and all(v > 0 for v in variation.values())
+    # identical tasks: the generated kernels do not vary at all
+    same = kernel_variation(ht, x[:1].expand(5, -1, -1, -1, -1), y, 3)
+    assert max(same.values()) < 1e-5
