@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import torch
 
 # Headline accuracies (%) the paper reports (PAPER.md), keyed by (dataset, ways, shots).
 # The paper's HT numbers come from 4M single-episode training steps.
@@ -37,7 +38,7 @@ def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = 
     """
     cells = _per_cell(table).set_index(["shots", "channels", "method"])
     out = []
-    for (shots, channels), group in cells.groupby(level=["shots", "channels"]):
+    for shots, channels in cells.index.droplevel("method").unique():
         if (shots, channels, method) not in cells.index:
             continue
         a = cells.loc[(shots, channels, method)]
@@ -155,12 +156,10 @@ def semi_verdicts(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def own_class_attention(model, support: "torch.Tensor", labels: "torch.Tensor", ways: int) -> float:
+def own_class_attention(model, support: torch.Tensor, labels: torch.Tensor, ways: int) -> float:
     """Mean share of a logits-layer placeholder's attention over the labelled support tokens that
     goes to its OWN class (last transformer layer, heads averaged). The paper's "stairway" pattern
     (its finding 4) means attention mostly on the OTHER classes: a share below 1/ways."""
-    import torch
-
     with torch.no_grad():
         _, maps = model.generate_weights(support, labels, ways, return_attention=True)
     att = maps["logits"][-1].mean(dim=1)[:, :ways, ways:]  # (tasks, placeholders, support tokens)
@@ -170,11 +169,9 @@ def own_class_attention(model, support: "torch.Tensor", labels: "torch.Tensor", 
     return float(((att * own).sum(-1) / (att * labelled).sum(-1)).mean())
 
 
-def kernel_variation(model, support: "torch.Tensor", labels: "torch.Tensor", ways: int) -> dict[str, float]:
+def kernel_variation(model, support: torch.Tensor, labels: torch.Tensor, ways: int) -> dict[str, float]:
     """Per generated conv layer: mean over tasks of ||W_task - mean W|| / ||mean W||, the "how much
     do generated kernels change from task to task" of the paper's finding 5 (roughly 10-15%)."""
-    import torch
-
     with torch.no_grad():
         weights = model.generate_weights(support, labels, ways)
     out = {}
