@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from htlib.data.base import DataError
+from htlib.profiles import PROFILES
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -14,31 +14,46 @@ def _download(args: argparse.Namespace) -> None:
 
     if args.dataset != "omniglot":
         raise SystemExit("Only Omniglot can be downloaded automatically; see data/README.md for miniImageNet.")
-    print(f"Omniglot files are in {download_omniglot(args.data_dir, force=args.force)}")
+    print(f"Omniglot files are in {download_omniglot(args.data_dir, force=args.force, source=args.source)}")
 
 
 def _notebooks(args: argparse.Namespace) -> None:
     from htlib.notebooks import run_notebooks
 
-    run_notebooks(args.profile, args.dataset, args.data_dir, args.device, args.out, args.only)
+    run_notebooks(args.profile, args.dataset, args.data_dir, args.device, args.out, args.only,
+                  offline=args.offline)
 
 
 def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic | miniimagenet")
-    p.add_argument("--split-scheme", default="vinyals", help="Omniglot: vinyals | lake | reference")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--ways", type=int, default=20)
-    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--split-scheme", default="vinyals", help="Omniglot class split: vinyals | lake | reference")
+    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
+    p.add_argument("--ways", type=int, default=20, help="N, classes per episode (>= 2)")
+    p.add_argument("--shots", type=int, default=1, help="K, labelled support images per class")
     p.add_argument("--queries", type=int, default=3, help="query images per class")
     p.add_argument("--unlabelled", type=int, default=0, help="unlabelled support images per class")
-    p.add_argument("--method", default="ht")
+    p.add_argument("--method", default="ht", help="ht | protonet | maml")
     p.add_argument("--generate", default="all", help="HT: all | logits | number of last conv layers")
     p.add_argument("--channels", type=int, default=8, help="channels C of the target CNN")
-    p.add_argument("--profile", default="quick", help="ci | quick | long | paper")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--episodes-per-step", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="quick", choices=PROFILES, help="compute budget")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
+    p.add_argument("--episodes-per-step", type=int, default=None,
+                   help="B, episodes batched in one step (default: the profile's)")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one) | cpu | cuda[:N] | mps")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and training episodes")
+
+
+def _add_grid_args(p: argparse.ArgumentParser, shots) -> None:
+    """The options shared by the experiments that train several runs (sweep, semi)."""
+    p.add_argument("--profile", default="quick", choices=PROFILES, help="compute budget")
+    p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic | miniimagenet")
+    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
+    p.add_argument("--ways", type=int, default=20, help="N, classes per episode")
+    if isinstance(shots, list):
+        p.add_argument("--shots", type=int, nargs="+", default=shots, help="K values, labelled images per class")
+    else:
+        p.add_argument("--shots", type=int, default=shots, help="K, labelled support images per class")
 
 
 def _config(args: argparse.Namespace):
@@ -62,13 +77,24 @@ def _train(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from htlib.data import EpisodeSampler, load_split
+    from htlib.errors import ConfigError
     from htlib.evaluate import evaluate
     from htlib.train import EVAL_SEED, load_trained
+    from htlib.utils import resolve_device
 
-    model, cfg = load_trained(args.checkpoint, args.device)
-    ways, shots = args.ways or cfg.ways, args.shots or cfg.shots
-    data = load_split(cfg.dataset, args.split, args.data_dir or cfg.data_dir, split_scheme=cfg.split_scheme)
-    sampler = EpisodeSampler(data, ways, shots, args.queries or cfg.queries, args.unlabelled,
+    resolve_device(args.device)
+    for name in ("episodes", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    model, cfg = load_trained(args.checkpoint, args.device, args.data_dir)
+    ways, shots, queries = (cfg_value if arg is None else arg for arg, cfg_value in
+                            [(args.ways, cfg.ways), (args.shots, cfg.shots), (args.queries, cfg.queries)])
+    if ways < 2 or (cfg.method != "protonet" and ways > cfg.ways):
+        upper = "any number" if cfg.method == "protonet" else f"at most {cfg.ways}"
+        raise ConfigError(f"--ways {ways}: this {cfg.method} model was trained for {cfg.ways}-way tasks and "
+                          f"takes from 2 to {upper} classes.")
+    data = load_split(cfg.dataset, args.split, cfg.data_dir, split_scheme=cfg.split_scheme)
+    sampler = EpisodeSampler(data, ways, shots, queries, args.unlabelled,
                              batch_size=args.batch_size, seed=args.seed if args.seed is not None else EVAL_SEED)
     acc = evaluate(model, sampler, args.episodes, next(model.parameters()).device, progress=not args.json)
     if args.json:
@@ -108,94 +134,119 @@ def _semi(args: argparse.Namespace) -> None:
     print(f"{len(table)} rows in {spec.table_path}")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default beside its meaning, but not the noise of "default: None"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m htlib", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m htlib", description=__doc__, formatter_class=_HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("download", help="fetch a dataset from its official source")
-    p.add_argument("dataset", choices=["omniglot"])
+    p = _command(commands, "download", help="fetch a dataset from its official source")
+    p.add_argument("dataset", choices=["omniglot"], help="the dataset to fetch")
     p.add_argument("--data-dir", default=None, help="target data directory (default: HTLIB_DATA or ./data)")
     p.add_argument("--force", action="store_true", help="download again even if the files exist")
+    p.add_argument("--source", default=None,
+                   help="base address to fetch from instead of the official one (default: HTLIB_SOURCE, "
+                        "else the official source)")
     p.set_defaults(func=_download)
 
-    p = commands.add_parser("notebooks", help="run the numbered notebooks end to end with papermill")
-    p.add_argument("--profile", default="quick", help="ci | quick | long | paper")
+    p = _command(commands, "notebooks", help="run the numbered notebooks end to end with papermill")
+    p.add_argument("--profile", default="quick", choices=PROFILES, help="compute budget")
     p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
     p.add_argument("--out", default=None, help="folder for the executed copies (default runs/notebooks/...)")
     p.add_argument("--only", nargs="*", default=None, help="notebook name prefixes, e.g. 01 03")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: stop with instructions when Omniglot is missing (also HTLIB_OFFLINE=1)")
     p.set_defaults(func=_notebooks)
 
-    p = commands.add_parser("train", help="train one method; resumable from RUN_DIR/checkpoint.pt")
+    p = _command(commands, "train", help="train one method; resumable from RUN_DIR/checkpoint.pt")
     _add_task_args(p)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW")
     p.add_argument("--run-dir", required=True, help="checkpoint, metrics.csv and result.json go here")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_train)
 
-    p = commands.add_parser("eval", help="test accuracy with 95%% CI of a trained checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--ways", type=int, default=None, help="default: as trained")
-    p.add_argument("--shots", type=int, default=None, help="default: as trained")
-    p.add_argument("--queries", type=int, default=None)
-    p.add_argument("--unlabelled", type=int, default=0)
-    p.add_argument("--episodes", type=int, default=600)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--split", default="test")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="auto")
+    p = _command(commands, "eval", help="test accuracy with 95%% CI of a trained run")
+    p.add_argument("--checkpoint", required=True,
+                   help="a run folder, its model.pt (config.json beside it) or a checkpoint.pt")
+    p.add_argument("--ways", type=int, default=None, help="N (default: as trained)")
+    p.add_argument("--shots", type=int, default=None, help="K (default: as trained)")
+    p.add_argument("--queries", type=int, default=None, help="query images per class (default: as trained)")
+    p.add_argument("--unlabelled", type=int, default=0, help="unlabelled support images per class")
+    p.add_argument("--episodes", type=int, default=600, help="test episodes for the mean and its 95%% CI")
+    p.add_argument("--batch-size", type=int, default=32, help="episodes evaluated at once")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="the split to draw from")
+    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: as trained)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
     p.add_argument("--seed", type=int, default=None, help="episode seed (default: the shared test seed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_eval)
 
-    p = commands.add_parser("bench", help="training episodes/s: batched step vs per-episode loop")
+    p = _command(commands, "bench", help="training episodes/s: batched step vs per-episode loop")
     _add_task_args(p)
     p.set_defaults(episodes_per_step=16)
-    p.add_argument("--bench-steps", type=int, default=10)
+    p.add_argument("--bench-steps", type=int, default=10, help="timed training steps per setting")
     p.set_defaults(func=_bench)
 
-    p = commands.add_parser("sweep", help="train every (method, C, shots, seed) cell; skips finished cells")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--dataset", default="omniglot")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--ways", type=int, default=20)
-    p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    p.add_argument("--channels", type=int, nargs="+", default=[4, 6, 8, 16, 32, 64])
+    p = _command(commands, "sweep", help="train every (method, C, shots, seed) cell; skips finished cells")
+    _add_grid_args(p, shots=[1, 5])
+    p.add_argument("--channels", type=int, nargs="+", default=[4, 6, 8, 16, 32, 64], help="CNN sizes C")
     p.add_argument("--methods", nargs="+", default=None,
                    help="default: ht-all ht-logits protonet and the profile's MAML variant")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--workers", type=int, default=1, help="cells trained at once, one process each")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new cell after this long")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_sweep)
 
-    p = commands.add_parser("semi", help="unlabelled support samples: continue each supervised run with "
+    p = _command(commands, "semi", help="unlabelled support samples: continue each supervised run with "
                                          "and without them, test at several U (notebook 04)")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--dataset", default="omniglot")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--ways", type=int, default=20)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--channels", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet-softkmeans"])
+    _add_grid_args(p, shots=1)
+    p.add_argument("--channels", type=int, default=8, help="channels C of the target CNN")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet-softkmeans"],
+                   help="methods to compare")
     p.add_argument("--train-unlabelled", type=int, default=5, help="U per class in the unlabelled arm")
     p.add_argument("--test-unlabelled", type=int, nargs="+", default=[0, 1, 2, 5, 10])
     p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_semi)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's mistake is one line on stderr and exit code 2; a bug keeps its
+    traceback; Ctrl-C during training says how to resume and exits with 130."""
+    from htlib.errors import UserError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        from htlib.train import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted) and exc.checkpoint is not None:
+            command = " ".join(["python -m htlib", *(argv if argv is not None else sys.argv[1:])])
+            if "--resume" not in command.split():
+                command += " --resume"
+            print(f"{exc}. Resume with: {command}", file=sys.stderr)
+        else:
+            print(f"interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 130
     return 0

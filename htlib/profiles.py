@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from htlib.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -61,4 +63,4 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+        raise ConfigError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None

@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from htlib import checkpoints
 from htlib.data.paths import PROJECT_ROOT
+from htlib.errors import ConfigError
 from htlib.profiles import get_profile
 from htlib.train import TrainConfig, Trainer, default_run_dir, load_or_train, method_label, train
+from htlib.utils import write_atomic, write_text_atomic
 
 METHODS = {
     "ht-all": {"method": "ht", "generate": "all"},
@@ -84,9 +86,9 @@ class SemiSpec:
     def arms(self) -> list[TrainConfig]:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"Unknown methods {unknown}; choose from {list(METHODS)}")
+            raise ConfigError(f"Unknown methods {unknown}; choose from {list(METHODS)}")
         if self.train_unlabelled < 1:
-            raise ValueError(f"train_unlabelled must be >= 1 (the control arm has 0), got {self.train_unlabelled}")
+            raise ConfigError(f"train_unlabelled must be >= 1 (the control arm has 0), got {self.train_unlabelled}")
         return [self.arm(m, u) for m in self.methods for u in (0, self.train_unlabelled)]
 
     def tests(self) -> list[tuple[int, int]]:
@@ -111,8 +113,7 @@ def run_semi(spec: SemiSpec, progress: bool = True) -> pd.DataFrame:
             train(cfg, run_dir, resume=True, progress=progress)
         _evaluate_arm(spec, cfg, run_dir, base.result)
     table = collect(spec)
-    spec.table_path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(spec.table_path, index=False)
+    write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))
     return table
 
 
@@ -138,7 +139,7 @@ def _evaluate_arm(spec: SemiSpec, cfg: TrainConfig, run_dir: Path, base_result: 
         return
     result = json.loads((run_dir / "result.json").read_text())
     trainer = Trainer(cfg)  # for its test episodes; the weights are the arm's best (model.pt)
-    trainer.model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu"))
+    checkpoints.load_weights(trainer.model, checkpoints.load(run_dir / "model.pt", "weights"), run_dir / "model.pt")
     for unlabelled, distractors in todo:
         start = time.perf_counter()
         acc = trainer.test(unlabelled=unlabelled, distractors=distractors)
@@ -153,14 +154,12 @@ def _evaluate_arm(spec: SemiSpec, cfg: TrainConfig, run_dir: Path, base_result: 
             "wall_seconds": round(result["wall_seconds"] + time.perf_counter() - start, 1),  # arm + this test
         })
         print(f"{run_dir.name}: U_test = {unlabelled}, distractor classes = {distractors}: {acc}", flush=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(rows, indent=2))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(rows, indent=2))
 
 
 def _settings(method: str) -> dict:
     if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose from {list(METHODS)}")
+        raise ConfigError(f"Unknown method {method!r}; choose from {list(METHODS)}")
     return copy.deepcopy(METHODS[method])
 
 

@@ -28,8 +28,10 @@ import pandas as pd
 import torch
 
 from htlib.data.paths import PROJECT_ROOT
+from htlib.errors import ConfigError
 from htlib.profiles import get_profile
 from htlib.train import TrainConfig, config_differences, default_run_dir, method_label, train
+from htlib.utils import write_atomic
 
 # Sweep method names -> TrainConfig fields; each name equals htlib.train.method_label of its config.
 METHOD_SETTINGS = {
@@ -68,7 +70,7 @@ class SweepSpec:
         methods = self.methods or ["ht-all", "ht-logits", "protonet", prof.sweep_maml]
         unknown = [m for m in methods if m not in METHOD_SETTINGS]
         if unknown:
-            raise ValueError(f"Unknown methods {unknown}; choose from {list(METHOD_SETTINGS)}")
+            raise ConfigError(f"Unknown methods {unknown}; choose from {list(METHOD_SETTINGS)}")
         out = []
         for method, shots, channels, seed in itertools.product(methods, self.shots, self.channels, self.seeds):
             # the reference: 1-shot uses 60 queries (3 per class), 5-shot 100 (5 per class)
@@ -183,14 +185,10 @@ def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     """A finished cell is reused only if it was trained with exactly this cell's settings."""
     differ = config_differences(json.loads((run_dir / "config.json").read_text()), cfg.resolved())
     if differ:
-        raise ValueError(
+        raise ConfigError(
             f"{run_dir} holds a finished run with other settings {differ} (as (stored, wanted)); "
             f"the profile's sweep budget probably changed. Delete that folder to retrain the cell.")
 
 
 def _write(spec: SweepSpec, table: pd.DataFrame) -> None:
-    path = spec.table_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))

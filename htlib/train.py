@@ -11,11 +11,15 @@ with orders of magnitude fewer steps; the paper's numbers come from far longer t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from htlib.data import EpisodeSampler, load_split
+from htlib import checkpoints
+from htlib.data import DATASETS, EpisodeSampler, load_split
+from htlib.data.omniglot import SPLITS
+from htlib.errors import CheckpointError, ConfigError, RunExistsError, RunLockedError
 from htlib.evaluate import Accuracy, episode_logits, evaluate, per_episode_accuracy
 from htlib.models import CNNSpec, HTConfig, HyperTransformer
 from htlib.profiles import get_profile
-from htlib.utils import resolve_device, seed_everything
+from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
 
 METHODS = ("ht", "protonet", "maml")
 EVAL_SEED = 2022  # test episodes are the same for every method and training seed: paired comparisons
@@ -74,10 +81,13 @@ class TrainConfig:
     device: str = "auto"
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every None replaced by the profile's value."""
+        """A checked copy with every None replaced by the profile's value.
+
+        Raises ConfigError for any setting that cannot work, before data is read or a step runs.
+        """
         prof = get_profile(self.profile)
         if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}")
+            raise ConfigError(f"Unknown method {self.method!r}; choose one of {METHODS}")
         out = dataclasses.replace(self, model_options=dict(self.model_options))
         out.steps = self.steps if self.steps is not None else prof.train_steps
         out.episodes_per_step = self.episodes_per_step or prof.episodes_per_step
@@ -85,7 +95,37 @@ class TrainConfig:
         out.val_episodes = self.val_episodes or prof.val_episodes
         out.test_episodes = self.test_episodes or prof.test_episodes
         out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20)
+        out._check()
         return out
+
+    def _check(self) -> None:
+        """Every setting that needs no data, with a message that says what would work."""
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"Unknown dataset {self.dataset!r}; choose one of {DATASETS}")
+        if self.dataset == "omniglot" and self.split_scheme not in SPLITS:
+            raise ConfigError(f"Unknown Omniglot split scheme {self.split_scheme!r}; choose one of {SPLITS}")
+        whole = {"ways": 2, "shots": 1, "queries": 1, "unlabelled": 0, "distractors": 0, "channels": 1,
+                 "steps": 1, "episodes_per_step": 1, "warmup_steps": 0, "val_every": 1, "val_episodes": 1,
+                 "test_episodes": 1, "seed": 0}
+        for name, low in whole.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                hint = " (a task needs at least 2 classes to tell apart)" if name == "ways" else ""
+                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}{hint}.")
+        for name, low, strict in [("lr", 0.0, True), ("weight_decay", 0.0, False), ("grad_clip", 0.0, True)]:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or (
+                    value <= low if strict else value < low):
+                raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low}, got {value!r}.")
+        if self.distractors and not self.unlabelled:
+            raise ConfigError("distractor classes add unlabelled samples: set unlabelled >= 1 as well.")
+        if self.method == "ht" and not (self.generate in ("all", "logits") or (
+                isinstance(self.generate, int) and not isinstance(self.generate, bool) and self.generate >= 0)):
+            raise ConfigError(f"generate must be 'all', 'logits' or a number of last conv layers, "
+                              f"got {self.generate!r}.")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a dict, got {type(self.model_options).__name__}.")
+        resolve_device(self.device)  # unknown names and absent GPUs fail here
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -154,14 +194,68 @@ def _project_path(path: str) -> Path:
 
     full = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
     if not full.is_file():
-        raise FileNotFoundError(f"init_from: no weights at {full}; train that run first or fix the path.")
+        raise CheckpointError(f"init_from: no weights at {full}; train that run first or fix the path.")
     return full
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a crash mid-write never corrupts the last good checkpoint
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run between two steps, after writing its checkpoint."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        self.step, self.checkpoint = step, checkpoint
+        where = f"checkpoint in {checkpoint}" if checkpoint else "nothing saved (no run folder)"
+        super().__init__(f"interrupted after step {step}: {where}")
+
+
+class _InterruptAfterStep:
+    """While active, the first Ctrl-C (SIGINT) only asks the loop to stop after the current step,
+    so that the checkpoint holds a whole step; a second Ctrl-C stops at once, discarding that step
+    (the last checkpoint on disk stays as it was). Only the main thread can catch signals; in any
+    other thread Ctrl-C keeps its usual meaning."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        sys.stderr.write("\nCtrl-C: stopping after this step and saving a checkpoint "
+                         "(Ctrl-C again stops at once, without saving).\n")
+
+    def __enter__(self) -> "_InterruptAfterStep":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike | None):
+    """Hold RUN_DIR/.lock while training: a second process that wants the same folder is refused
+    at once, before it reads any data. The lock is the operating system's (released when the
+    process dies), so a crash never leaves a stale lock behind."""
+    if run_dir is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(Path(run_dir, ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunLockedError(
+            f"Another process is training into {run_dir} (it holds {Path(run_dir, '.lock')}). "
+            f"Wait for it to finish, or use another run folder.") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _versions() -> dict[str, str]:
@@ -191,14 +285,20 @@ class Trainer:
         self.sampler = EpisodeSampler(
             self.train_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
             cfg.episodes_per_step, cfg.augment_rotations, seed=cfg.seed)
+        # the validation and test samplers check the task against their splits now, not after
+        # minutes of training
+        self._eval_sampler("val", self.val_data)
+        self._eval_sampler("test", load("test"))
         self.model = build_model(cfg, self.train_data.image_shape)
         if cfg.init_from:
-            self.model.load_state_dict(torch.load(_project_path(cfg.init_from), map_location="cpu"))
+            path = _project_path(cfg.init_from)
+            checkpoints.load_weights(self.model, checkpoints.load(path, "weights"), path)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
         self.rows: list[dict] = []
+        self.window: list[tuple[float, float]] = []  # (loss, accuracy) of the steps since the last log row
         self.best_val = -1.0
         self.best_state: dict | None = None
         self.elapsed = 0.0  # training seconds, summed over resumed sessions
@@ -209,15 +309,24 @@ class Trainer:
     def checkpoint_path(self) -> Path | None:
         return self.run_dir / "checkpoint.pt" if self.run_dir else None
 
+    def _eval_sampler(self, split: str, data) -> EpisodeSampler:
+        cfg = self.cfg
+        try:
+            return EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
+                                  seed=EVAL_SEED)
+        except ConfigError as exc:
+            raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
+
     def save(self) -> None:
+        """Write the whole state after a finished step; only tensors and plain data (see checkpoints)."""
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save({
+        checkpoints.save({
             "config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.generator.get_state(), "rows": self.rows, "best_val": self.best_val,
-            "best_state": self.best_state, "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(),
+            "sampler": self.sampler.generator.get_state(), "rows": self.rows, "window": self.window,
+            "best_val": self.best_val, "best_state": self.best_state, "elapsed": self.elapsed,
+            "torch_rng": torch.get_rng_state(),
         }, self.checkpoint_path)
         self._write_metrics()
 
@@ -227,28 +336,28 @@ class Trainer:
         if path is None or not path.is_file():
             return False
         # on the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to the device
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = checkpoints.load(path)
+        if not isinstance(state, dict) or not {"config", "step", "model", "optimizer"} <= state.keys():
+            raise CheckpointError(f"{path} is not an htlib training checkpoint; delete it to start afresh.")
         differ = config_differences(state["config"], self.cfg)
         if differ:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} was written by a run with a different configuration ({differ}, "
                 f"as (checkpoint, now)). Use another run directory, or the same settings to resume.")
-        self.model.load_state_dict(state["model"])
+        checkpoints.load_weights(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.generator.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
-        self.step, self.rows = state["step"], state["rows"]
+        self.step, self.rows, self.window = state["step"], state["rows"], state.get("window", [])
         self.best_val, self.best_state, self.elapsed = state["best_val"], state["best_state"], state["elapsed"]
         return True
 
     def _write_metrics(self) -> None:
         if self.run_dir is None or not self.rows:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / "metrics.csv.tmp"
-        pd.DataFrame(self.rows).to_csv(tmp, index=False)
-        os.replace(tmp, self.run_dir / "metrics.csv")
+        rows = pd.DataFrame(self.rows)
+        write_atomic(self.run_dir / "metrics.csv", lambda tmp: rows.to_csv(tmp, index=False))
 
     # ------------------------------------------------------------ the loop
 
@@ -278,35 +387,33 @@ class Trainer:
     def fit(self, progress: bool = True, stop_at: int | None = None) -> None:
         """Train up to cfg.steps (or stop early at step `stop_at`, checkpointing there).
 
-        Ctrl-C also checkpoints before it stops, so `--resume` continues from that step.
+        Ctrl-C lets the current step finish, writes the checkpoint and raises TrainingInterrupted:
+        `--resume` then continues exactly as if the run had never stopped.
         """
-        try:
-            self._fit(progress, stop_at)
-        except KeyboardInterrupt:
-            self.save()
-            print(f"interrupted: checkpoint at step {self.step} in {self.checkpoint_path}")
-            raise
+        with _InterruptAfterStep() as interrupt:
+            self._fit(progress, stop_at, interrupt)
+        if interrupt.requested:
+            raise TrainingInterrupted(self.step, self.checkpoint_path)
 
-    def _fit(self, progress: bool, stop_at: int | None) -> None:
+    def _fit(self, progress: bool, stop_at: int | None, interrupt: _InterruptAfterStep) -> None:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} C={cfg.channels}",
                    disable=not progress, dynamic_ncols=True)
         self.model.train()
-        window: list[tuple[float, float]] = []
         last_val = self.rows[-1].get("val_accuracy", float("nan")) if self.rows else float("nan")
         started = time.perf_counter()
         last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-        while self.step < last:
-            window.append(self.train_step())
+        while self.step < last and not interrupt.requested:
+            self.window.append(self.train_step())
             self.step += 1
             bar.update(1)
-            log_now = self.step % max(1, cfg.val_every // 5) == 0 or self.step == cfg.steps
             val_now = self.step % cfg.val_every == 0 or self.step == cfg.steps
+            log_now = val_now or self.step % max(1, cfg.val_every // 5) == 0
             if log_now:
-                loss, acc = np.mean(window, axis=0)
-                window = []
+                loss, acc = (float(v) for v in np.mean(self.window, axis=0))
+                self.window = []
                 row = {"step": self.step, "episodes": self.step * cfg.episodes_per_step, "loss": loss,
                        "accuracy": acc, "lr": self.scheduler.get_last_lr()[0],
                        "seconds": self.elapsed + time.perf_counter() - started}
@@ -329,7 +436,7 @@ class Trainer:
                 self.save()
         self.elapsed += time.perf_counter() - started
         if self.step < cfg.steps:
-            self.save()  # stopped early on purpose: keep the exact state for --resume
+            self.save()  # stopped early (stop_at or Ctrl-C): keep the exact state for --resume
         bar.close()
 
     def test(self, episodes: int | None = None, unlabelled: int | None = None,
@@ -357,13 +464,21 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, resume:
     With `resume=False` an existing checkpoint in run_dir is an error rather than silently
     overwritten.
     """
-    trainer = Trainer(config, run_dir)
-    if trainer.checkpoint_path is not None and trainer.checkpoint_path.is_file() and not resume:
-        raise FileExistsError(f"{trainer.checkpoint_path} exists; pass resume=True (--resume) or use another run dir")
-    resumed = trainer.restore()
-    if resumed and progress:
-        print(f"resuming from {trainer.checkpoint_path} at step {trainer.step}")
-    trainer.fit(progress)
+    config.resolved()  # bad settings fail before the lock, the data or the model
+    checkpoint = Path(run_dir, "checkpoint.pt") if run_dir is not None else None
+    if checkpoint is not None and checkpoint.is_file() and not resume:
+        raise RunExistsError(f"{checkpoint} exists; pass resume=True (--resume) to continue it, or use another run dir.")
+    with run_lock(run_dir):
+        trainer = Trainer(config, run_dir)
+        resumed = trainer.restore()
+        if resumed and progress:
+            print(f"resuming from {trainer.checkpoint_path} at step {trainer.step}")
+        trainer.fit(progress)
+        return _finish(trainer, run_dir)
+
+
+def _finish(trainer: Trainer, run_dir: str | os.PathLike | None) -> TrainResult:
+    """Test the best weights and write the files that describe a finished run."""
     test = trainer.test()
     cfg = trainer.cfg
     counts = count_parameters(trainer.model, cfg.ways)
@@ -380,10 +495,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, resume:
     }
     if run_dir is not None:
         # The small files that describe a finished run (checkpoint.pt, with the optimizer state,
-        # stays out of git): the best weights, the config, the result.
-        torch.save(trainer.model.state_dict(), Path(run_dir, "model.pt"))
-        Path(run_dir, "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        Path(run_dir, "result.json").write_text(json.dumps(result, indent=2))
+        # stays out of git): the best weights, the config, the result (last: it marks the run done).
+        checkpoints.save(trainer.model.state_dict(), Path(run_dir, "model.pt"))
+        write_text_atomic(Path(run_dir, "config.json"), json.dumps(cfg.to_dict(), indent=2))
+        write_text_atomic(Path(run_dir, "result.json"), json.dumps(result, indent=2))
     return TrainResult(trainer.model, cfg, pd.DataFrame(trainer.rows), result)
 
 
@@ -413,7 +528,7 @@ def load_or_train(config: TrainConfig, run_dir: str | os.PathLike | None = None,
         if not config_differences(json.loads(saved.read_text()), cfg):
             data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
             model = build_model(cfg, data.image_shape)
-            model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu"))
+            checkpoints.load_weights(model, checkpoints.load(run_dir / "model.pt", "weights"), run_dir / "model.pt")
             result = json.loads((run_dir / "result.json").read_text())
             print(f"Loaded the finished run in {run_dir} (trained {result['steps']} steps in "
                   f"{result['wall_seconds']:.0f} s on {result['device']}); delete it to retrain.")
@@ -423,17 +538,36 @@ def load_or_train(config: TrainConfig, run_dir: str | os.PathLike | None = None,
     return train(config, run_dir, resume=True, progress=progress)
 
 
-def load_trained(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild a model from a checkpoint (best-on-validation weights if recorded)."""
-    path = Path(checkpoint)
+def load_trained(path: str | os.PathLike, device: str = "auto",
+                 data_dir: str | None = None) -> tuple[nn.Module, TrainConfig]:
+    """Rebuild a trained model from a run folder, its model.pt, or a training checkpoint.pt.
+
+    A finished run keeps its best weights in model.pt and its settings in config.json beside it;
+    an unfinished one has only checkpoint.pt (best-on-validation weights if recorded).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt" if (path / "model.pt").is_file() else path / "checkpoint.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}; train one with `python -m htlib train --run-dir DIR`.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        cfg = TrainConfig(**state["config"])
-    except Exception as exc:  # not a torch file, or not one of ours
-        raise ValueError(f"{path} is not an htlib training checkpoint ({exc}).") from exc
+        raise CheckpointError(f"No weights at {path}: pass a run folder, its model.pt or a checkpoint.pt "
+                              f"(train one with `python -m htlib train --run-dir DIR`).")
+    state = checkpoints.load(path)
+    if isinstance(state, dict) and "config" in state and "model" in state:  # a training checkpoint
+        stored, weights = state["config"], state.get("best_state") or state["model"]
+    else:  # plain weights: the settings are in config.json beside them
+        config_file = path.with_name("config.json")
+        if not config_file.is_file():
+            raise CheckpointError(f"{path} holds weights only, and no config.json lies beside it to say "
+                                  f"which model they belong to. Pass the run folder it came from.")
+        stored, weights = json.loads(config_file.read_text()), state
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(stored, dict) or not set(stored) <= known:
+        raise CheckpointError(f"{path}: its config is not an htlib TrainConfig "
+                              f"(unknown fields {sorted(set(stored) - known) if isinstance(stored, dict) else stored}).")
+    cfg = TrainConfig(**stored)
+    if data_dir is not None:
+        cfg.data_dir = data_dir
     data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
     model = build_model(cfg, data.image_shape)
-    model.load_state_dict(state["best_state"] or state["model"])
+    checkpoints.load_weights(model, weights, path)
     return model.to(resolve_device(device)), cfg

@@ -1,11 +1,19 @@
-"""Small helpers shared by every module: seeding and device choice."""
+"""Small helpers shared by every module: seeding, device choice, atomic file writes."""
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from htlib.errors import ConfigError
+
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
 
 
 def seed_everything(seed: int) -> None:
@@ -16,12 +24,51 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Map "auto" to "cuda" when a GPU is usable, else "cpu"; pass anything else through.
+    """Map "auto" to "cuda" when a GPU is usable, else "cpu"; check any other name.
 
-    CUDA is only queried when this is called, never at import time.
+    An unknown name, or a GPU asked for where torch sees none, is a ConfigError that says what
+    would work. CUDA is only queried when this is called, never at import time.
     """
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    kind = str(device).split(":")[0]
+    if kind not in DEVICE_KINDS:
+        raise ConfigError(f"Unknown device {device!r}; use one of {DEVICE_KINDS} (e.g. 'cuda:0').")
+    try:
+        out = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"Bad device {device!r} ({exc}); use 'auto', 'cpu' or 'cuda[:N]'.") from None
+    if out.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r} asked for a GPU, but this torch ({torch.__version__}) sees none; "
+            f"use 'auto' or 'cpu'.")
+    if out.type == "cuda" and out.index is not None and out.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) are visible.")
+    if out.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use 'auto' or 'cpu'.")
+    return out
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it onto `path`.
+
+    Readers see the old file or the new one, never half of one: a crash mid-write leaves the
+    last good file in place. The temporary name is unique, so two writers never share one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))

@@ -10,6 +10,7 @@ import torch
 
 from htlib import semi as semi_module
 from htlib.data import EpisodeSampler
+from htlib.errors import CheckpointError
 from htlib.models import CNNSpec, ProtoNet
 from htlib.semi import COLUMNS, SemiSpec, run_semi
 from htlib.train import Trainer, TrainConfig, default_run_dir, train
@@ -72,7 +73,7 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     warm = Trainer(TrainConfig(**{**base.to_dict(), "init_from": str(tmp_path / "base" / "model.pt")}))
     for name, value in warm.model.state_dict().items():
         torch.testing.assert_close(value, weights[name])
-    with pytest.raises(FileNotFoundError, match="init_from"):
+    with pytest.raises(CheckpointError, match="init_from"):
         Trainer(TrainConfig(**{**base.to_dict(), "init_from": str(tmp_path / "missing.pt")}))
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from htlib.errors import UserError
 
-class DataError(RuntimeError):
+
+class DataError(UserError, RuntimeError):
     """A problem with the data on disk that the user must fix (the message says how)."""
 
 

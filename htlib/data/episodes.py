@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from htlib.data.base import ClassImages, to_float
+from htlib.errors import ConfigError
 
 
 @dataclass
@@ -82,18 +83,18 @@ class EpisodeSampler:
                                  ("unlabelled", unlabelled, 0), ("distractors", distractors, 0),
                                  ("batch_size", batch_size, 1)]:
             if int(value) != value or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if distractors and not unlabelled:
-            raise ValueError("distractors add unlabelled samples: set unlabelled >= 1 as well")
+            raise ConfigError("distractors add unlabelled samples: set unlabelled >= 1 as well")
         if ways + distractors > data.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"{ways}-way episodes{f' with {distractors} distractor classes' if distractors else ''} "
                 f"need {ways + distractors} classes, but the {data.dataset}/{data.split} split has "
                 f"only {data.num_classes}. Lower ways/distractors or use a larger split."
             )
         per_episode_class = shots + queries + unlabelled
         if per_episode_class > data.per_class:
-            raise ValueError(
+            raise ConfigError(
                 f"shots + queries + unlabelled = {shots} + {queries} + {unlabelled} = "
                 f"{per_episode_class} images per class, but {data.dataset}/{data.split} has only "
                 f"{data.per_class} images per class. Lower shots, queries or unlabelled."
@@ -101,7 +102,7 @@ class EpisodeSampler:
         _, height, width = data.image_shape
         needs_square = augment_rotations or bool((data.rotation % 2).any())
         if needs_square and height != width:
-            raise ValueError(f"90-degree rotations need square images, got {height}x{width}")
+            raise ConfigError(f"90-degree rotations need square images, got {height}x{width}")
         self.data = data
         self.ways, self.shots, self.queries = ways, shots, queries
         self.unlabelled, self.distractors = unlabelled, distractors

@@ -24,6 +24,7 @@ from PIL import Image
 from htlib.data.base import ClassImages, DataError
 from htlib.data.paths import cache_dir as resolve_cache_dir
 from htlib.data.paths import data_dir as resolve_data_dir
+from htlib.errors import ConfigError
 
 HOW_TO_GET = (
     "miniImageNet images are not distributed with htlib (they derive from ImageNet). Place them "
@@ -60,7 +61,7 @@ def load_miniimagenet(
     count as long as every class has the same number of images.
     """
     if split not in ("train", "val", "test"):
-        raise ValueError(f"Unknown split {split!r}; choose 'train', 'val' or 'test'")
+        raise ConfigError(f"Unknown split {split!r}; choose 'train', 'val' or 'test'")
     root = resolve_data_dir(data_dir) / "miniimagenet"
     csv_path = root / "splits" / "ravi" / f"{split}.csv"
     by_label = _read_split_csv(csv_path)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from htlib.data.base import ClassImages
+from htlib.errors import ConfigError
 
 DEFAULT_CLASSES = {"train": 240, "val": 40, "test": 80}
 _CANVAS = 64  # draw large, then downsample with area averaging (antialiased)
@@ -59,7 +60,7 @@ def load_synthetic(
     """
     counts = dict(DEFAULT_CLASSES if classes is None else classes)
     if split not in counts:
-        raise ValueError(f"Unknown split {split!r}; choose one of {sorted(counts)}")
+        raise ConfigError(f"Unknown split {split!r}; choose one of {sorted(counts)}")
     # Each split draws its glyphs from its own derived seed, so no two splits share a class.
     split_seed = seed * 1000 + sorted(counts).index(split)
     images = _generate(counts[split], per_class, image_size, split_seed)

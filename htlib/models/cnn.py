@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htlib.errors import ConfigError
+
 BN_EPS = 1e-5
 LEAKY_RELU_SLOPE = 0.1  # the reference code's "lrelu"
 
@@ -35,7 +37,7 @@ def activation_fn(name: str):
         return F.relu
     if name == "leaky_relu":
         return lambda x: F.leaky_relu(x, LEAKY_RELU_SLOPE)
-    raise ValueError(f"Unknown activation {name!r}; expected 'relu' or 'leaky_relu'.")
+    raise ConfigError(f"Unknown activation {name!r}; expected 'relu' or 'leaky_relu'.")
 
 
 @dataclass
@@ -55,9 +57,9 @@ class CNNSpec:
     def __post_init__(self) -> None:
         activation_fn(self.activation)  # fail early on a typo
         if self.kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}.")
+            raise ConfigError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}.")
         if self.image_size < 2**self.num_conv_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"image_size {self.image_size} is too small for {self.num_conv_layers} "
                 f"2x2 poolings; need at least {2 ** self.num_conv_layers}."
             )

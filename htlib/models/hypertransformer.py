@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htlib.errors import ConfigError
 from htlib.models.checks import check_query, check_support
 from htlib.models.cnn import (
     BatchNormParams,
@@ -80,7 +81,7 @@ class HTConfig:
             return []
         if isinstance(self.generate, int) and not isinstance(self.generate, bool) and 0 <= self.generate <= n:
             return list(range(n - self.generate, n))
-        raise ValueError(
+        raise ConfigError(
             f"generate must be 'all', 'logits' or an int in [0, {n}], got {self.generate!r}."
         )
 

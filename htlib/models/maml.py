@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htlib.errors import ConfigError
 from htlib.models.cnn import BatchNormParams, CNNSpec, cnn_forward, expand_to_episodes
 from htlib.models.protonet import check_episode_inputs, conv_parameters, drop_unlabelled
 
@@ -66,11 +67,11 @@ class MAML(nn.Module):
     ) -> None:
         super().__init__()
         if max_ways < 1:
-            raise ValueError(f"max_ways must be at least 1, got {max_ways}.")
+            raise ConfigError(f"max_ways must be at least 1, got {max_ways}.")
         if inner_steps < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {inner_steps}.")
+            raise ConfigError(f"inner_steps must be >= 0, got {inner_steps}.")
         if not inner_lr > 0:
-            raise ValueError(f"inner_lr must be > 0, got {inner_lr}.")
+            raise ConfigError(f"inner_lr must be > 0, got {inner_lr}.")
         self.spec = spec = spec or CNNSpec()
         self.max_ways = max_ways
         self.inner_steps = inner_steps

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htlib.errors import ConfigError
 from htlib.models.checks import check_query, check_support
 from htlib.models.cnn import BatchNormParams, CNNSpec, cnn_features, expand_to_episodes
 
@@ -115,7 +116,7 @@ class ProtoNet(nn.Module):
     def __init__(self, spec: CNNSpec | None = None, soft_kmeans_steps: int = 0) -> None:
         super().__init__()
         if soft_kmeans_steps < 0:
-            raise ValueError(f"soft_kmeans_steps must be >= 0, got {soft_kmeans_steps}")
+            raise ConfigError(f"soft_kmeans_steps must be >= 0, got {soft_kmeans_steps}")
         self.spec = spec or CNNSpec()
         self.soft_kmeans_steps = soft_kmeans_steps
         self.conv_weights = conv_parameters(self.spec)

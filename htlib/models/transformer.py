@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from htlib.errors import ConfigError
 from htlib.models.cnn import activation_fn
 
 
@@ -39,7 +40,7 @@ class TransformerConfig:
         self.attention_width = self.attention_width or self.width
         self.ff_width = self.ff_width or self.width
         if self.attention_width % self.heads != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"attention_width {self.attention_width} must be divisible by heads {self.heads}."
             )
 
