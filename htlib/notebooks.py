@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 from htlib.data.base import DataError
-from htlib.data.omniglot import ARCHIVES, omniglot_dir
-from htlib.data.paths import PROJECT_ROOT
+from htlib.data.omniglot import download_omniglot, missing_files, omniglot_dir
+from htlib.data.paths import OFFLINE_ENV, PROJECT_ROOT
+from htlib.data.paths import offline as is_offline
 from htlib.profiles import get_profile
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -25,20 +26,28 @@ def list_notebooks(only: list[str] | None = None) -> list[Path]:
     return books
 
 
-def require_dataset(dataset: str, data_dir: str | os.PathLike | None) -> None:
-    """Stop early, with instructions, when the real data a run needs is not on disk."""
+def require_dataset(dataset: str, data_dir: str | os.PathLike | None, offline: bool = False,
+                    source: str | None = None) -> None:
+    """Make sure the real data a run needs is on disk: fetch what is missing, verified, from the
+    official source (or `source` / HTLIB_SOURCE); offline (or HTLIB_OFFLINE=1), stop with instructions."""
     if dataset != "omniglot":
         return
+    missing = missing_files(data_dir)
+    if not missing:
+        return
     root = omniglot_dir(data_dir)
-    missing = [name for name in ARCHIVES.values() if not (root / name).is_file()]
-    if missing:
+    if is_offline(offline):
         raise DataError(
-            f"Omniglot is not on disk: {', '.join(missing)} missing in {root}.\n"
-            f"  - get it:   python -m htlib download omniglot   (or make run DOWNLOAD=1)\n"
+            f"Omniglot is not on disk: {', '.join(missing)} missing in {root}, and downloads are off "
+            f"(--offline or {OFFLINE_ENV}).\n"
+            f"  - get it:   python -m htlib download omniglot   (or make download)\n"
             f"  - or point at a copy:   export HTLIB_DATA=DIR   (DIR/omniglot/ holds the two zips)\n"
             f"  - or run the offline demo on synthetic glyphs (results labelled 'synthetic'):\n"
             f"        {OFFLINE_DEMO}"
         )
+    print(f"[htlib] Omniglot is not in {root} yet ({', '.join(missing)} missing): fetching it once.",
+          flush=True)
+    download_omniglot(data_dir, source=source)
 
 
 def run_notebooks(
@@ -48,8 +57,13 @@ def run_notebooks(
     device: str = "auto",
     out_dir: str | os.PathLike | None = None,
     only: list[str] | None = None,
+    *,
+    offline: bool = False,
+    source: str | None = None,
 ) -> list[Path]:
     """Execute every notebook with the given parameters; executed copies go to out_dir.
+
+    Omniglot is fetched first when it is not on disk, unless `offline` (see require_dataset).
 
     Returns the executed notebook paths. Raises papermill's PapermillExecutionError (with
     the failing cell) as soon as a notebook fails.
@@ -57,7 +71,7 @@ def run_notebooks(
     import papermill  # imported here: the library itself does not need it
 
     get_profile(profile)  # fail fast on a typo
-    require_dataset(dataset, data_dir)
+    require_dataset(dataset, data_dir, offline, source)
     out = Path(out_dir) if out_dir else PROJECT_ROOT / "runs" / "notebooks" / f"{dataset}-{profile}"
     out.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, "dataset": dataset, "device": device,

@@ -23,6 +23,7 @@ again) whose ``evaluations.json`` holds its test rows; the tidy table of all row
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from htlib import checkpoints
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import ConfigError
 from htlib.profiles import get_profile
-from htlib.train import TrainConfig, Trainer, default_run_dir, load_or_train, method_label, train
+from htlib.train import TrainConfig, Trainer, check_runs, default_run_dir, load_or_train, method_label, train
 from htlib.utils import write_atomic, write_text_atomic
 
 METHODS = {
@@ -91,6 +92,12 @@ class SemiSpec:
             raise ConfigError(f"train_unlabelled must be >= 1 (the control arm has 0), got {self.train_unlabelled}")
         return [self.arm(m, u) for m in self.methods for u in (0, self.train_unlabelled)]
 
+    def check(self) -> None:
+        """Every base, arm and test condition checked against the settings and the data, before any trains."""
+        arms = self.arms()
+        tests = [dataclasses.replace(arm, unlabelled=u, distractors=d) for arm in arms[:1] for u, d in self.tests()]
+        check_runs([self.base(m) for m in self.methods] + arms + tests)
+
     def tests(self) -> list[tuple[int, int]]:
         """(unlabelled, distractor classes) of every test condition."""
         return [(u, 0) for u in self.test_unlabelled] + ([(self.train_unlabelled, self.distractors)]
@@ -104,6 +111,7 @@ class SemiSpec:
 
 def run_semi(spec: SemiSpec, progress: bool = True) -> pd.DataFrame:
     """Train missing bases and arms, run missing test conditions, return (and write) the table."""
+    spec.check()
     for cfg in spec.arms():
         base = load_or_train(spec.base(method_label(cfg)), progress=progress)  # trains only if missing
         run_dir = default_run_dir(cfg, group="semi")

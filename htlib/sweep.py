@@ -30,7 +30,7 @@ import torch
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import ConfigError
 from htlib.profiles import get_profile
-from htlib.train import TrainConfig, config_differences, default_run_dir, method_label, train
+from htlib.train import TrainConfig, check_runs, config_differences, default_run_dir, method_label, train
 from htlib.utils import write_atomic
 
 # Sweep method names -> TrainConfig fields; each name equals htlib.train.method_label of its config.
@@ -63,6 +63,15 @@ class SweepSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     data_dir: str | None = None
     device: str = "auto"
+
+    def check(self) -> list[TrainConfig]:
+        """The cells, each checked (settings, and the task against the data) before any trains."""
+        for name in ("shots", "channels", "seeds"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise ConfigError(f"{name} must be a list, e.g. [{getattr(self, name)!r}], got {getattr(self, name)!r}")
+        cells = self.cells()
+        check_runs(cells)
+        return cells
 
     def cells(self) -> list[TrainConfig]:
         """One TrainConfig per cell, with the profile's sweep budget."""
@@ -106,9 +115,13 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
     workers: cells trained at once, each in its own process (1 = in this process, in order).
     max_minutes: start no new cell after this many minutes; the cells left out are printed.
     """
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}")
+    if max_minutes is not None and not max_minutes >= 0:
+        raise ConfigError(f"max_minutes must be >= 0 or None, got {max_minutes!r}")
     start = time.monotonic()
     todo = []
-    for cfg in spec.cells():
+    for cfg in spec.check():
         run_dir = default_run_dir(cfg, group="sweep")
         if (run_dir / "result.json").is_file():
             _check_same_config(run_dir, cfg)

@@ -163,15 +163,18 @@ def method_label(cfg: TrainConfig) -> str:
 
 def build_model(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn.Module:
     """The model of `cfg.method` for images of shape (C, H, W); `model_options` go to its constructor."""
-    channels, size, _ = image_shape
-    spec = CNNSpec(image_channels=channels, image_size=size, channels=cfg.channels)
-    if cfg.method == "ht":
-        return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
     from htlib.models import MAML, ProtoNet  # baselines on the same target CNN
 
-    if cfg.method == "protonet":
-        return ProtoNet(spec, **cfg.model_options)
-    return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
+    channels, size, _ = image_shape
+    spec = CNNSpec(image_channels=channels, image_size=size, channels=cfg.channels)
+    try:
+        if cfg.method == "ht":
+            return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
+        if cfg.method == "protonet":
+            return ProtoNet(spec, **cfg.model_options)
+        return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
+    except TypeError as exc:  # an option the model does not have
+        raise ConfigError(f"model_options {cfg.model_options} do not fit method {cfg.method!r}: {exc}") from None
 
 
 def count_parameters(model: nn.Module, ways: int) -> dict[str, int]:
@@ -272,6 +275,40 @@ class TrainResult:
     result: dict  # test accuracy, ci95, steps, wall time, ... (also in run_dir/result.json)
 
 
+def check_task(cfg: TrainConfig, splits: dict | None = None) -> None:
+    """Refuse a task that one of the splits cannot hold (more ways than classes, more shots + queries
+    than drawings), naming the split. `splits` maps names to loaded splits; missing ones are loaded."""
+    for split in ("train", "val", "test"):
+        data = (splits or {}).get(split) or load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
+        try:
+            EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors)
+        except ConfigError as exc:
+            raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
+
+
+def check_runs(configs: list[TrainConfig]) -> None:
+    """Check the settings of every run, and each distinct task once against the data, before any trains."""
+    tasks = {}
+    for cfg in configs:
+        resolved = cfg.resolved()
+        key = (resolved.dataset, resolved.data_dir, resolved.split_scheme, resolved.ways, resolved.shots,
+               resolved.queries, resolved.unlabelled, resolved.distractors)
+        tasks.setdefault(key, resolved)
+    for cfg in tasks.values():
+        check_task(cfg)
+
+
+def checked_config(**settings) -> TrainConfig:
+    """A notebook's parameters as a resolved TrainConfig, checked as the CLI checks them: wrong types,
+    impossible values and tasks the data cannot hold fail here, in the notebook's first cell."""
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; see htlib.train.TrainConfig for the valid ones.")
+    cfg = TrainConfig(**settings).resolved()
+    check_task(cfg)
+    return cfg
+
+
 class Trainer:
     """Holds the state of one run so that it can be checkpointed and resumed exactly."""
 
@@ -282,13 +319,11 @@ class Trainer:
         seed_everything(cfg.seed)
         load = lambda split: load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
         self.train_data, self.val_data = load("train"), load("val")
+        # every split must hold the task: checked now, not at the first validation after minutes of training
+        check_task(cfg, {"train": self.train_data, "val": self.val_data, "test": load("test")})
         self.sampler = EpisodeSampler(
             self.train_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
             cfg.episodes_per_step, cfg.augment_rotations, seed=cfg.seed)
-        # the validation and test samplers check the task against their splits now, not after
-        # minutes of training
-        self._eval_sampler("val", self.val_data)
-        self._eval_sampler("test", load("test"))
         self.model = build_model(cfg, self.train_data.image_shape)
         if cfg.init_from:
             path = _project_path(cfg.init_from)
@@ -308,14 +343,6 @@ class Trainer:
     @property
     def checkpoint_path(self) -> Path | None:
         return self.run_dir / "checkpoint.pt" if self.run_dir else None
-
-    def _eval_sampler(self, split: str, data) -> EpisodeSampler:
-        cfg = self.cfg
-        try:
-            return EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
-                                  seed=EVAL_SEED)
-        except ConfigError as exc:
-            raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
 
     def save(self) -> None:
         """Write the whole state after a finished step; only tensors and plain data (see checkpoints)."""
@@ -402,7 +429,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} C={cfg.channels}",
                    disable=not progress, dynamic_ncols=True)
         self.model.train()
-        last_val = self.rows[-1].get("val_accuracy", float("nan")) if self.rows else float("nan")
+        last_val = next((r["val_accuracy"] for r in reversed(self.rows) if "val_accuracy" in r), float("nan"))
         started = time.perf_counter()
         last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         while self.step < last and not interrupt.requested:
@@ -471,7 +498,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, resume:
     with run_lock(run_dir):
         trainer = Trainer(config, run_dir)
         resumed = trainer.restore()
-        if resumed and progress:
+        if resumed:
             print(f"resuming from {trainer.checkpoint_path} at step {trainer.step}")
         trainer.fit(progress)
         return _finish(trainer, run_dir)
