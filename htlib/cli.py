@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet-softkmeans"],
                    help="methods to compare")
     p.add_argument("--train-unlabelled", type=int, default=5, help="U per class in the unlabelled arm")
-    p.add_argument("--test-unlabelled", type=int, nargs="+", default=[0, 1, 2, 5, 10])
+    p.add_argument("--test-unlabelled", type=int, nargs="+", default=[0, 1, 2, 5, 10],
+                   help="U per class at test, one test each")
     p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
     p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_semi)

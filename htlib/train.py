@@ -90,10 +90,11 @@ class TrainConfig:
             raise ConfigError(f"Unknown method {self.method!r}; choose one of {METHODS}")
         out = dataclasses.replace(self, model_options=dict(self.model_options))
         out.steps = self.steps if self.steps is not None else prof.train_steps
-        out.episodes_per_step = self.episodes_per_step or prof.episodes_per_step
-        out.val_every = self.val_every or prof.val_every
-        out.val_episodes = self.val_episodes or prof.val_episodes
-        out.test_episodes = self.test_episodes or prof.test_episodes
+        pick = lambda own, default: default if own is None else own  # noqa: E731 (0 is a value, not "unset")
+        out.episodes_per_step = pick(self.episodes_per_step, prof.episodes_per_step)
+        out.val_every = pick(self.val_every, prof.val_every)
+        out.val_episodes = pick(self.val_episodes, prof.val_episodes)
+        out.test_episodes = pick(self.test_episodes, prof.test_episodes)
         out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20)
         out._check()
         return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from htlib.notebooks import list_notebooks, run_notebooks
+from htlib.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "notebooks-ci"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -48,3 +48,55 @@ def test_notebook_runs_offline_on_synthetic_data(notebook):
                                 only=[notebook.name])
     nb = nbformat.read(executed, as_version=4)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+VARIANTS = OUT.with_name("notebooks-ci-variants")
+# Every documented value of the notebooks' enumerated parameters that the default runs above leave out.
+DOCUMENTED_VALUES = [
+    ("01_episodes", {"split_scheme": "lake"}),
+    ("01_episodes", {"split_scheme": "reference"}),
+    ("02_hypertransformer", {"generate": "logits"}),
+    ("02_hypertransformer", {"generate": 2}),
+]
+
+
+def _execute(name: str, params: dict, out: Path) -> Path:
+    import papermill
+
+    dataset, data_dir = _data()
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items())}.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(target), cwd=str(NOTEBOOK_DIR),
+                               parameters={"profile": "ci", "dataset": dataset, "data_dir": data_dir, **params},
+                               progress_bar=False, kernel_name="python3")
+    return target
+
+
+@pytest.mark.parametrize("name, params", DOCUMENTED_VALUES, ids=lambda v: str(v))
+def test_every_documented_parameter_value_runs(name, params):
+    if "split_scheme" in params and _data()[0] != "omniglot":
+        pytest.skip("split schemes are Omniglot's")
+    nb = nbformat.read(_execute(name, params, VARIANTS), as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("01_episodes", {"ways": "20"}, "ways must be a whole number >= 2, got '20'"),
+    ("02_hypertransformer", {"ways": 1}, "ways must be a whole number >= 2"),
+    ("02_hypertransformer", {"shots": 15, "queries": 6}, "21 images per class"),
+    ("03_generate_all_vs_last", {"channels": 8}, "channels must be a list"),
+    ("04_semi_supervised", {"device": "tpu"}, "Unknown device 'tpu'"),
+    ("05_results_vs_paper", {"ways": 0}, "ways must be a whole number >= 2"),
+], ids=lambda v: str(v) if isinstance(v, dict) else None)
+def test_a_bad_parameter_fails_in_the_first_code_cell_with_the_cli_message(tmp_path, name, params, message):
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as info:
+        _execute(name, params, tmp_path)
+    assert info.value.ename == "ConfigError" and message in info.value.evalue
+    nb = nbformat.read(next(tmp_path.glob("*.ipynb")), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tags = [c.metadata.get("tags", []) for c in code]
+    first = next(i for i, t in enumerate(tags) if not {"parameters", "injected-parameters"} & set(t))
+    assert any(o.get("output_type") == "error" for o in code[first].get("outputs", [])), \
+        "the error must come from the first code cell after the parameters"
