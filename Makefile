@@ -5,7 +5,6 @@ PY      := $(VENV)/bin/python
 PROFILE ?= quick
 DATASET ?= omniglot
 DEVICE  ?= auto
-DOWNLOAD ?= 0
 CI_NOTEBOOKS := build/notebooks-ci
 
 .PHONY: setup run test unit notebooks-ci nbval lab download clean
@@ -18,13 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-download: setup  ## fetch Omniglot from its official source into $HTLIB_DATA or ./data
+download: setup  ## fetch Omniglot, verified, into $HTLIB_DATA or ./data (HTLIB_SOURCE moves the source)
 	$(PY) -m htlib download omniglot
 
-run: setup  ## main job: every notebook end to end with papermill (PROFILE, DATASET, DEVICE)
-ifeq ($(DOWNLOAD),1)
-	$(PY) -m htlib download omniglot
-endif
+run: setup  ## main job: every notebook end to end with papermill (PROFILE, DATASET, DEVICE); fetches Omniglot if missing
 	$(PY) -m htlib notebooks --profile $(PROFILE) --dataset $(DATASET) --device $(DEVICE)
 
 test: unit nbval  ## unit tests, then every notebook at the ci profile (papermill), checked by nbval
