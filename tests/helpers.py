@@ -1,6 +1,10 @@
-"""Helpers shared by the model tests (imported as `helpers`; pytest puts tests/ on sys.path)."""
+"""Helpers shared by the tests (imported as `helpers`; pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -55,3 +59,13 @@ def episode(b: int, n: int, k: int, q: int = 0, c: int = 1, size: int = 28, dtyp
     ys = torch.arange(n).repeat_interleave(k).repeat(b, 1)
     xq = torch.randn(b, q, c, size, size, dtype=dtype)
     return xs, ys, xq
+
+
+def png_data_offset(archive: Path) -> int:
+    """Offset of a byte in the middle of the compressed data of the archive's first PNG."""
+    with zipfile.ZipFile(archive) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith(".png"))
+    with open(archive, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+    return info.header_offset + 30 + name_len + extra_len + info.compress_size // 2

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import png_data_offset
 from PIL import Image
-from test_download import png_data_offset
 
 from htlib.data import DataError, load_omniglot, load_omniglot_arrays
 from htlib.data import omniglot as omniglot_module

@@ -10,13 +10,12 @@ from __future__ import annotations
 import errno
 import re
 import socket
-import struct
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import png_data_offset
 
 from htlib.cli import main
 from htlib.data import DataError, download_omniglot
@@ -84,16 +83,6 @@ def _closed_port() -> int:
 def _leftovers(folder: Path) -> list[str]:
     """Temporary and partial files under folder (none may survive a finished download)."""
     return sorted(p.name for p in folder.rglob("*") if p.suffix in (".tmp", ".part"))
-
-
-def png_data_offset(archive: Path) -> int:
-    """Offset of a byte in the middle of the compressed data of the archive's first PNG."""
-    with zipfile.ZipFile(archive) as zf:
-        info = next(i for i in zf.infolist() if i.filename.endswith(".png"))
-    with open(archive, "rb") as f:
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = struct.unpack("<HH", f.read(4))
-    return info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
 
 
 def test_clean_download_is_byte_identical_and_verified(server, tmp_path):
