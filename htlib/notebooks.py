@@ -6,11 +6,14 @@ import os
 import time
 from pathlib import Path
 
+from htlib.data import DATASETS
 from htlib.data.base import DataError
 from htlib.data.omniglot import download_omniglot, missing_files, omniglot_dir
 from htlib.data.paths import OFFLINE_ENV, PROJECT_ROOT
 from htlib.data.paths import offline as is_offline
+from htlib.errors import ConfigError
 from htlib.profiles import get_profile
+from htlib.utils import resolve_device
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 OFFLINE_DEMO = "make run DATASET=synthetic   (or: python -m htlib notebooks --dataset synthetic)"
@@ -22,7 +25,7 @@ def list_notebooks(only: list[str] | None = None) -> list[Path]:
     if only:
         books = [b for b in books if any(b.name.startswith(o) for o in only)]
         if not books:
-            raise ValueError(f"No notebook in {NOTEBOOK_DIR} starts with any of {only}")
+            raise ConfigError(f"No notebook in {NOTEBOOK_DIR} starts with any of {only}")
     return books
 
 
@@ -71,13 +74,17 @@ def run_notebooks(
     import papermill  # imported here: the library itself does not need it
 
     get_profile(profile)  # fail fast on a typo
+    if dataset not in DATASETS:
+        raise ConfigError(f"Unknown dataset {dataset!r}; choose one of {DATASETS}")
+    resolve_device(device)
+    books = list_notebooks(only)
     require_dataset(dataset, data_dir, offline, source)
     out = Path(out_dir) if out_dir else PROJECT_ROOT / "runs" / "notebooks" / f"{dataset}-{profile}"
     out.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, "dataset": dataset, "device": device,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
     done = []
-    for book in list_notebooks(only):
+    for book in books:
         start = time.perf_counter()
         target = out / book.name
         print(f"[htlib] running {book.name} ({profile}, {dataset}) -> {target}", flush=True)

@@ -257,3 +257,13 @@ def test_help_shows_every_option_with_a_meaning_and_its_default():
             if action.default not in (None, False) and action.option_strings:
                 assert f"(default: {action.default})" in " ".join(text.split()), \
                     f"{name} {action.option_strings}: default not shown"
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--only", "99"], "No notebook"),
+    (["--dataset", "cifar"], "Unknown dataset 'cifar'"),
+    (["--device", "tpu"], "Unknown device 'tpu'"),
+], ids=["only", "dataset", "device"])
+def test_the_main_job_refuses_bad_options_before_running_a_notebook(tmp_path, capsys, extra, needle):
+    _refused(capsys, ["notebooks", "--profile", "ci", "--offline", "--out", str(tmp_path / "out"), *extra], needle)
+    assert not (tmp_path / "out").exists()
