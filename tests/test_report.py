@@ -93,3 +93,114 @@ def test_attention_and_kernel_statistics_of_an_ht():
     # identical tasks: the generated kernels do not vary at all
     same = kernel_variation(ht, x[:1].expand(5, -1, -1, -1, -1), y, 3)
     assert max(same.values()) < 1e-5
+
+
+# ---- notebook 05: headline table and findings ----
+
+def _status(report: pd.DataFrame, finding: int) -> str:
+    rows = report[report["finding"] == finding]
+    assert len(rows) == 1
+    return rows["status"].iloc[0]
+
+
+def _report(sweeps=None, semi=None, own_share=None, variation=None, ways=20):
+    from htlib.report import STATUSES, findings
+
+    report = findings(sweeps or {}, pd.DataFrame() if semi is None else semi, own_share, variation, "quick", ways)
+    assert list(report.columns) == ["finding", "evidence", "status"]
+    assert set(report["finding"]) == {1, 2, 3, 4, 5} and set(report["status"]) <= set(STATUSES)
+    return report
+
+
+def _sweep(small_logits, small_proto, large_logits=0.70, large_proto=0.70):
+    """HT-all at 0.60 (C = 4) and 0.70 (C = 64), the baselines at the given accuracies; CIs 0.01."""
+    return _table([("ht-all", 4, 0, 0.60, 0.01), ("ht-logits", 4, 0, small_logits, 0.01),
+                   ("protonet", 4, 0, small_proto, 0.01), ("ht-all", 64, 0, 0.70, 0.01),
+                   ("ht-logits", 64, 0, large_logits, 0.01), ("protonet", 64, 0, large_proto, 0.01)])
+
+
+@pytest.mark.parametrize("small_logits, small_proto, large_logits, falls, status", [
+    (0.50, 0.50, 0.70, True, "reproduced"),        # HT-all wins both at C = 4 (+10), gaps fall to 0 at C = 64
+    (0.50, 0.50, 0.50, False, "partly"),           # wins both, but the gap to HT-logits grows (+10 -> +20)
+    (0.50, 0.595, 0.70, True, "partly"),           # wins against HT-logits only (+0.5 is within the CI)
+    (0.65, 0.70, 0.70, False, "not reproduced"),   # loses against both at C = 4 (-5, -10), then ties
+    (0.65, 0.595, 0.80, True, "not reproduced"),   # wins against neither (-5, +0.5), though the gaps fall
+])
+def test_finding_1_follows_the_gaps_at_the_smallest_c(small_logits, small_proto, large_logits, falls, status):
+    report = _report({"quick": _sweep(small_logits, small_proto, large_logits)})
+    assert _status(report, 1) == status
+    evidence = report.loc[report["finding"] == 1, "evidence"].iloc[0]
+    assert evidence.startswith("quick sweep, smallest C = 4: 1-shot vs ht-logits: ")
+    assert f"{100 * (0.60 - small_logits):+.1f} ± 1.4; 1-shot vs protonet: {100 * (0.60 - small_proto):+.1f}" in evidence
+    assert evidence.endswith("the gaps fall as C grows" if falls else "the gaps do not all fall as C grows")
+
+
+def test_finding_1_has_a_row_per_sweep_and_says_when_nothing_measures_it():
+    both = _report({"quick": _sweep(0.65, 0.70), "long": _sweep(0.50, 0.50)})
+    assert both.loc[both["finding"] == 1, "status"].tolist() == ["not reproduced", "reproduced"]
+    assert _status(_report(), 1) == "not measured"
+    only_ht = _report({"quick": _table([("ht-all", 4, 0, 0.6, 0.01), ("ht-all", 8, 0, 0.7, 0.01)])})
+    assert _status(only_ht, 1) == "not measured"
+
+
+def test_finding_2_needs_a_significant_gain_of_the_arm_trained_with_unlabelled_samples():
+    base = [("ht-all", 5, 0, 0, 0.80), ("ht-all", 0, 0, 0, 0.80), ("ht-all", 0, 2, 0, 0.90)]  # control gains: ignored
+    gain = _report(semi=_semi(base + [("ht-all", 5, 2, 0, 0.85), ("ht-all", 5, 5, 0, 0.81)]))
+    assert _status(gain, 2) == "reproduced"
+    assert "U = 5, best change against U = 0 at test: +5.0 ± 1.4 points (U = 2)" in gain["evidence"].iloc[1]
+    no_gain = _report(semi=_semi(base + [("ht-all", 5, 2, 0, 0.81)]))
+    assert _status(no_gain, 2) == "not reproduced"
+    assert _status(_report(), 2) == "not measured"
+    assert _status(_report(semi=_semi([("protonet-softkmeans", 0, 0, 0, 0.7)])), 2) == "not measured"
+
+
+def test_finding_3_is_not_measured():
+    assert _status(_report(), 3) == "not measured"
+
+
+@pytest.mark.parametrize("own_share, status", [
+    (0.02, "reproduced"), (0.05, "not reproduced (own class preferred)"),
+    (0.714, "not reproduced (own class preferred)"), (None, "not measured")])
+def test_finding_4_compares_the_own_class_share_with_uniform(own_share, status):
+    report = _report(own_share=own_share, ways=20)  # uniform: 5%
+    assert _status(report, 4) == status
+    if own_share is not None:
+        assert f"{own_share:.1%} of a placeholder's attention on its own class (uniform 5.0%)" in report["evidence"][3]
+
+
+@pytest.mark.parametrize("variation, status", [
+    ({"conv0": 0.10, "conv1": 0.20}, "reproduced"), ({"conv0": 0.05}, "reproduced"), ({"conv0": 0.25}, "reproduced"),
+    ({"conv0": 0.008, "conv1": 0.016}, "smaller than the paper's"), ({"conv0": 0.049}, "smaller than the paper's"),
+    ({"conv0": 0.2, "conv1": 0.4}, "larger than the paper's"), (None, "not measured"), ({}, "not measured")])
+def test_finding_5_places_the_mean_kernel_variation_against_the_band(variation, status):
+    from htlib.report import KERNEL_VARIATION_BAND
+
+    assert KERNEL_VARIATION_BAND == (0.05, 0.25)
+    report = _report(variation=variation)
+    assert _status(report, 5) == status
+    if variation:
+        mean = sum(variation.values()) / len(variation)
+        assert f"vary by {mean:.1%} on average across 32 tasks" in report["evidence"][4]
+
+
+def test_headline_table_sets_paper_numbers_beside_ours_with_their_share_of_its_training():
+    from htlib.report import PAPER_EPISODES, headline_table
+
+    singles = {"HT, all layers": {"test_accuracy": 0.807, "ci95": 0.0056, "episodes_seen": 48000}, "MAML": None}
+    sweep = _table([("ht-all", 4, 0, 0.60, 0.01), ("ht-all", 16, 0, 0.75, 0.006), ("protonet", 16, 0, 0.9, 0.01)])
+    sweep["episodes_seen"] = 16000
+    table = headline_table("omniglot", 20, "quick", 8, singles, {"long": sweep})
+    assert list(table.columns) == ["task", "source", "accuracy (%)", "training episodes",
+                                   "share of the paper's training"]
+    assert table["source"].tolist() == ["paper: HT", "paper: MAML++, C = 64",
+                                        "ours (quick single run, C = 8): HT, all layers",
+                                        "ours (long sweep, best C = 16): HT, all layers",
+                                        "paper: HT", "paper: MAML++, C = 64"]
+    assert table["task"].tolist() == ["20-way 1-shot"] * 4 + ["20-way 5-shot"] * 2
+    assert table["accuracy (%)"].tolist() == [96.2, 97.7, "80.7 ± 0.6", "75.0 ± 0.6", 98.8, 99.3]
+    assert table["training episodes"].dtype == "Int64" and PAPER_EPISODES == 4_000_000
+    assert table["training episodes"].tolist()[:4] == [4_000_000, pd.NA, 48000, 16000]
+    assert table["share of the paper's training"].tolist() == ["", "", "1.20%", "0.40%", "", ""]
+    # no paper numbers for this task and nothing of ours: an empty table that keeps its columns
+    empty = headline_table("synthetic", 5, "ci", 4, {}, {})
+    assert empty.empty and list(empty.columns) == list(table.columns)
