@@ -26,7 +26,7 @@ PY=${PYTHON:-python3}
   $PY -c "from htlib.data import load_split; load_split('omniglot', 'train')" || exit 1  # decode once
   [ -n "${SKIP_CHECKS:-}" ] || {
   echo "== notebooks on $DEVICE"
-  timeout 180 $PY benchmarks/exec_notebook.py notebooks/0[1-3]_*.ipynb -p profile=ci -p device=$DEVICE
+  timeout 180 $PY -m htlib.tools.exec_notebook notebooks/0[1-3]_*.ipynb -p profile=ci -p device=$DEVICE
   echo "== benchmark on $DEVICE"
   timeout 120 $PY -m htlib bench --device "$DEVICE" --profile quick
   }

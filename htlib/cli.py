@@ -18,54 +18,76 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _notebooks(args: argparse.Namespace) -> None:
-    from htlib.notebooks import run_notebooks
+    from htlib.tools.notebooks import run_notebooks
 
     run_notebooks(args.profile, args.dataset, args.data_dir, args.device, args.out, args.only,
                   offline=args.offline)
 
 
-def _add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic | miniimagenet")
-    p.add_argument("--split-scheme", default="vinyals", help="Omniglot class split: vinyals | lake | reference")
-    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
-    p.add_argument("--ways", type=int, default=20, help="N, classes per episode (>= 2)")
-    p.add_argument("--shots", type=int, default=1, help="K, labelled support images per class")
-    p.add_argument("--queries", type=int, default=3, help="query images per class")
-    p.add_argument("--unlabelled", type=int, default=0, help="unlabelled support images per class")
-    p.add_argument("--method", default="ht", help="ht | protonet | maml")
-    p.add_argument("--generate", default="all", help="HT: all | logits | number of last conv layers")
-    p.add_argument("--channels", type=int, default=8, help="channels C of the target CNN")
-    p.add_argument("--profile", default="quick", choices=PROFILES, help="compute budget")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
-    p.add_argument("--episodes-per-step", type=int, default=None,
-                   help="B, episodes batched in one step (default: the profile's)")
-    p.add_argument("--device", default="auto", help="auto (a GPU if there is one) | cpu | cuda[:N] | mps")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and training episodes")
+# Every option is declared once, here; each command names the ones it takes (see build_parser).
+OPTIONS: dict[str, dict] = {
+    "profile": dict(default="quick", choices=list(PROFILES), help="compute budget"),
+    "dataset": dict(default="omniglot", help="omniglot | synthetic | miniimagenet"),
+    "split-scheme": dict(default="vinyals", help="Omniglot class split: vinyals | lake | reference"),
+    "data-dir": dict(default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)"),
+    "device": dict(default="auto", help="auto (a GPU if there is one) | cpu | cuda[:N] | mps"),
+    "ways": dict(type=int, default=20, help="N, classes per episode (>= 2)"),
+    "shots": dict(type=int, default=1, help="K, labelled support images per class"),
+    "queries": dict(type=int, default=3, help="query images per class"),
+    "unlabelled": dict(type=int, default=0, help="unlabelled support images per class"),
+    "method": dict(default="ht", help="ht | protonet | maml"),
+    "generate": dict(default="all", help="HT: all | logits | number of last conv layers"),
+    "channels": dict(type=int, default=8, help="channels C of the target CNN"),
+    "steps": dict(type=int, default=None, help="optimizer steps (default: the profile's)"),
+    "episodes-per-step": dict(type=int, default=None, help="B, episodes batched in one step (default: the profile's)"),
+    "lr": dict(type=float, default=1e-3, help="peak learning rate of AdamW"),
+    "seed": dict(type=int, default=0, help="seed of initialisation and training episodes"),
+    "no-progress": dict(action="store_true", help="one log line per log point instead of a bar"),
+}
+# The HyperTransformer's own knobs (htlib.models.HTConfig fields); unset ones keep HTConfig's defaults
+# and stay out of the run's config, so that its folder and committed results are those of the default.
+MODEL_OPTIONS: dict[str, tuple[str, dict]] = {
+    "transformer-layers": ("transformer_layers", dict(type=int, help="HT: encoder layers per generated layer (3)")),
+    "heads": ("heads", dict(type=int, help="HT: attention heads (2)")),
+    "embedding-dim": ("label_dim", dict(type=int, help="HT: label / placeholder embedding size d (32)")),
+    "local-features": ("local_features", dict(type=int, help="HT: local features per token, 0 = none (8)")),
+    "shared-features": ("shared_features", dict(type=int, help="HT: shared features per token, 0 = none (32)")),
+    "dropout": ("dropout", dict(type=float, help="HT: dropout in the transformers (0)")),
+    "tie-logits-placeholders": ("tie_logits_placeholders", dict(
+        action=argparse.BooleanOptionalAction, help="HT departure 1: logits placeholders = label embeddings (on)")),
+    "match-query-key-init": ("match_query_key_init", dict(
+        action=argparse.BooleanOptionalAction, help="HT departure 2: equal query/key projections at init (on)")),
+    "normalize-features": ("normalize_features", dict(
+        action=argparse.BooleanOptionalAction, help="HT departure 3: standardised local/shared features (on)")),
+}
+TASK = ("profile", "dataset", "split-scheme", "data-dir", "device", "ways", "shots", "queries", "unlabelled",
+        "method", "generate", "channels", "steps", "episodes-per-step", "lr", "seed")
 
 
-def _add_grid_args(p: argparse.ArgumentParser, shots) -> None:
-    """The options shared by the experiments that train several runs (sweep, semi)."""
-    p.add_argument("--profile", default="quick", choices=PROFILES, help="compute budget")
-    p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic | miniimagenet")
-    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
-    p.add_argument("--ways", type=int, default=20, help="N, classes per episode")
-    if isinstance(shots, list):
-        p.add_argument("--shots", type=int, nargs="+", default=shots, help="K values, labelled images per class")
-    else:
-        p.add_argument("--shots", type=int, default=shots, help="K, labelled support images per class")
+def _add(p: argparse.ArgumentParser, *names: str, **changed: dict) -> None:
+    """Add the named options of OPTIONS; `changed` overrides fields (e.g. shots=dict(nargs="+"))."""
+    for name in names:
+        p.add_argument(f"--{name}", **{**OPTIONS[name], **changed.get(name.replace("-", "_"), {})})
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("HyperTransformer options (the exercises' knobs)")
+    for flag, (_, spec) in MODEL_OPTIONS.items():
+        group.add_argument(f"--{flag}", default=None, **spec)
 
 
 def _config(args: argparse.Namespace):
-    from htlib.train import TrainConfig
+    from htlib.config import TrainConfig
 
     generate = int(args.generate) if str(args.generate).isdigit() else args.generate
+    model_options = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _) in MODEL_OPTIONS.items()
+                     if getattr(args, flag.replace("-", "_")) is not None}
     return TrainConfig(
         dataset=args.dataset, split_scheme=args.split_scheme, data_dir=args.data_dir, ways=args.ways,
         shots=args.shots, queries=args.queries, unlabelled=args.unlabelled, method=args.method,
         generate=generate, channels=args.channels, profile=args.profile, steps=args.steps,
-        episodes_per_step=args.episodes_per_step, device=args.device, seed=args.seed,
-        lr=getattr(args, "lr", 1e-3))
+        episodes_per_step=args.episodes_per_step, device=args.device, seed=args.seed, lr=args.lr,
+        model_options=model_options)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -105,7 +127,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from htlib.bench import benchmark
+    from htlib.tools.bench import benchmark
 
     rows = benchmark(_config(args), steps=args.bench_steps)
     for row in rows:
@@ -114,7 +136,7 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from htlib.sweep import SweepSpec, run_sweep
+    from htlib.experiments.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec(profile=args.profile, dataset=args.dataset, ways=args.ways, shots=args.shots,
                      channels=args.channels, methods=args.methods, seeds=args.seeds,
@@ -124,7 +146,7 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _semi(args: argparse.Namespace) -> None:
-    from htlib.semi import SemiSpec, run_semi
+    from htlib.experiments.semi import SemiSpec, run_semi
 
     spec = SemiSpec(profile=args.profile, dataset=args.dataset, ways=args.ways, shots=args.shots,
                     channels=args.channels, seed=args.seed, methods=args.methods,
@@ -161,10 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_download)
 
     p = _command(commands, "notebooks", help="run the numbered notebooks end to end with papermill")
-    p.add_argument("--profile", default="quick", choices=PROFILES, help="compute budget")
-    p.add_argument("--dataset", default="omniglot", help="omniglot | synthetic")
-    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
+    _add(p, "profile", "dataset", "data-dir", "device", dataset=dict(help="omniglot | synthetic"))
     p.add_argument("--out", default=None, help="folder for the executed copies (default runs/notebooks/...)")
     p.add_argument("--only", nargs="*", default=None, help="notebook name prefixes, e.g. 01 03")
     p.add_argument("--offline", action="store_true",
@@ -172,58 +191,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_notebooks)
 
     p = _command(commands, "train", help="train one method; resumable from RUN_DIR/checkpoint.pt")
-    _add_task_args(p)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW")
+    _add(p, *TASK, "no-progress")
+    _add_model_options(p)
     p.add_argument("--run-dir", required=True, help="checkpoint, metrics.csv and result.json go here")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_train)
 
     p = _command(commands, "eval", help="test accuracy with 95%% CI of a trained run")
     p.add_argument("--checkpoint", required=True,
                    help="a run folder, its model.pt (config.json beside it) or a checkpoint.pt")
-    p.add_argument("--ways", type=int, default=None, help="N (default: as trained)")
-    p.add_argument("--shots", type=int, default=None, help="K (default: as trained)")
-    p.add_argument("--queries", type=int, default=None, help="query images per class (default: as trained)")
-    p.add_argument("--unlabelled", type=int, default=0, help="unlabelled support images per class")
+    _add(p, "ways", "shots", "queries", "unlabelled", "data-dir", "device",
+         ways=dict(default=None, help="N (default: as trained)"),
+         shots=dict(default=None, help="K (default: as trained)"),
+         queries=dict(default=None, help="query images per class (default: as trained)"),
+         data_dir=dict(help="folder holding omniglot/ (default: as trained)"))
     p.add_argument("--episodes", type=int, default=600, help="test episodes for the mean and its 95%% CI")
     p.add_argument("--batch-size", type=int, default=32, help="episodes evaluated at once")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="the split to draw from")
-    p.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: as trained)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
     p.add_argument("--seed", type=int, default=None, help="episode seed (default: the shared test seed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_eval)
 
     p = _command(commands, "bench", help="training episodes/s: batched step vs per-episode loop")
-    _add_task_args(p)
-    p.set_defaults(episodes_per_step=16)
+    _add(p, *TASK, episodes_per_step=dict(default=16))
+    _add_model_options(p)
     p.add_argument("--bench-steps", type=int, default=10, help="timed training steps per setting")
     p.set_defaults(func=_bench)
 
     p = _command(commands, "sweep", help="train every (method, C, shots, seed) cell; skips finished cells")
-    _add_grid_args(p, shots=[1, 5])
-    p.add_argument("--channels", type=int, nargs="+", default=[4, 6, 8, 16, 32, 64], help="CNN sizes C")
+    _add(p, "profile", "dataset", "data-dir", "device", "ways", "shots", "channels", "no-progress",
+         shots=dict(nargs="+", default=[1, 5], help="K values, labelled images per class"),
+         channels=dict(nargs="+", default=[4, 6, 8, 16, 32, 64], help="CNN sizes C"))
     p.add_argument("--methods", nargs="+", default=None,
                    help="default: ht-all ht-logits protonet and the profile's MAML variant")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--workers", type=int, default=1, help="cells trained at once, one process each")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new cell after this long")
-    p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_sweep)
 
     p = _command(commands, "semi", help="unlabelled support samples: continue each supervised run with "
                                          "and without them, test at several U (notebook 04)")
-    _add_grid_args(p, shots=1)
-    p.add_argument("--channels", type=int, default=8, help="channels C of the target CNN")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
+    _add(p, "profile", "dataset", "data-dir", "device", "ways", "shots", "channels", "seed", "no-progress")
     p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet-softkmeans"],
                    help="methods to compare")
     p.add_argument("--train-unlabelled", type=int, default=5, help="U per class in the unlabelled arm")
     p.add_argument("--test-unlabelled", type=int, nargs="+", default=[0, 1, 2, 5, 10],
                    help="U per class at test, one test each")
     p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
-    p.add_argument("--no-progress", action="store_true", help="one log line per log point instead of a bar")
     p.set_defaults(func=_semi)
     return parser
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from htlib.data.episodes import Episode, EpisodeSampler
 
+EVAL_SEED = 2022  # test episodes are the same for every method and training seed: paired comparisons
+
 
 @dataclass
 class Accuracy:

@@ -147,7 +147,7 @@ def _panels(count: int, hues: list, size: tuple[float, float], sharey: bool):
 def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.Figure:
     """Accuracy (with its 95% CI as error bars) against channels C, one panel per shot count.
 
-    `table` is a sweep table (htlib.sweep.collect): one row per (method, channels, shots, seed).
+    `table` is a sweep table (htlib.experiments.sweep.collect): one row per (method, channels, shots, seed).
     """
     shots = sorted(table["shots"].unique())
     methods = sorted(table["method"].unique())

@@ -90,7 +90,7 @@ def paper_reference(dataset: str, ways: int) -> pd.DataFrame:
 def _per_cell(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (shots, channels, method): seeds averaged, CIs combined as for a mean."""
     if table.empty:
-        raise ValueError("The sweep table is empty: train some cells first (htlib.sweep.run_sweep).")
+        raise ValueError("The sweep table is empty: train some cells first (htlib.experiments.sweep.run_sweep).")
     grouped = table.groupby(["shots", "channels", "method"])
     out = grouped["test_accuracy"].mean().to_frame()
     # the mean of n independent estimates has a CI of sqrt(sum ci^2) / n

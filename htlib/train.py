@@ -1,4 +1,7 @@
-"""One training loop for every method: config, progress bar, validation, checkpoints, resume.
+"""One training loop for every method: progress bar, validation, checkpoints, exact resume.
+
+The loop receives a `Run` (a resolved config and its folder; see htlib.runs and htlib.config)
+and reads neither profiles nor the project's layout.
 
 Every method is an nn.Module mapping (support images, support labels, query images, N) to
 query logits, so this loop, the evaluation and the result rows are shared by all of them.
@@ -11,7 +14,6 @@ with orders of magnitude fewer steps; the paper's numbers come from far longer t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -21,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,151 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from htlib import checkpoints
-from htlib.data import DATASETS, EpisodeSampler, load_split
-from htlib.data.omniglot import SPLITS
-from htlib.errors import CheckpointError, ConfigError, RunExistsError, RunLockedError
-from htlib.evaluate import Accuracy, episode_logits, evaluate, per_episode_accuracy
-from htlib.models import CNNSpec, HTConfig, HyperTransformer
-from htlib.profiles import get_profile
+from htlib.config import TrainConfig, check_task, checked_config, config_differences  # noqa: F401 (re-exported)
+from htlib.data import EpisodeSampler, load_split
+from htlib.errors import CheckpointError, ConfigError, RunExistsError
+from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_episode_accuracy
+from htlib.methods import build_model, method_name
+from htlib.runs import Run, make_run, run_lock
 from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
-
-METHODS = ("ht", "protonet", "maml")
-EVAL_SEED = 2022  # test episodes are the same for every method and training seed: paired comparisons
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. `None` fields take the profile's value (see `resolved`)."""
-
-    # task
-    dataset: str = "omniglot"
-    split_scheme: str = "vinyals"
-    data_dir: str | None = None
-    ways: int = 20
-    shots: int = 1
-    queries: int = 3  # per class: 20-way x 3 = the 60 queries of the reference script
-    unlabelled: int = 0  # unlabelled support samples per class (semi-supervised)
-    distractors: int = 0
-    augment_rotations: bool = True
-    # model
-    method: str = "ht"
-    generate: str | int = "all"  # HT: "all", "logits" or the number of last conv layers
-    channels: int = 8
-    model_options: dict = field(default_factory=dict)  # extra HTConfig fields, e.g. transformer_layers
-    # a model.pt (state_dict) to start from instead of a random init; relative = to the project root
-    init_from: str | None = None
-    # optimisation
-    profile: str = "quick"
-    steps: int | None = None
-    episodes_per_step: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int | None = None  # default: 5% of the steps
-    grad_clip: float = 1.0
-    # evaluation
-    val_every: int | None = None
-    val_episodes: int | None = None
-    test_episodes: int | None = None
-    # bookkeeping
-    seed: int = 0
-    device: str = "auto"
-
-    def resolved(self) -> "TrainConfig":
-        """A checked copy with every None replaced by the profile's value.
-
-        Raises ConfigError for any setting that cannot work, before data is read or a step runs.
-        """
-        prof = get_profile(self.profile)
-        if self.method not in METHODS:
-            raise ConfigError(f"Unknown method {self.method!r}; choose one of {METHODS}")
-        out = dataclasses.replace(self, model_options=dict(self.model_options))
-        out.steps = self.steps if self.steps is not None else prof.train_steps
-        pick = lambda own, default: default if own is None else own  # noqa: E731 (0 is a value, not "unset")
-        out.episodes_per_step = pick(self.episodes_per_step, prof.episodes_per_step)
-        out.val_every = pick(self.val_every, prof.val_every)
-        out.val_episodes = pick(self.val_episodes, prof.val_episodes)
-        out.test_episodes = pick(self.test_episodes, prof.test_episodes)
-        out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20)
-        out._check()
-        return out
-
-    def _check(self) -> None:
-        """Every setting that needs no data, with a message that says what would work."""
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"Unknown dataset {self.dataset!r}; choose one of {DATASETS}")
-        if self.dataset == "omniglot" and self.split_scheme not in SPLITS:
-            raise ConfigError(f"Unknown Omniglot split scheme {self.split_scheme!r}; choose one of {SPLITS}")
-        whole = {"ways": 2, "shots": 1, "queries": 1, "unlabelled": 0, "distractors": 0, "channels": 1,
-                 "steps": 1, "episodes_per_step": 1, "warmup_steps": 0, "val_every": 1, "val_episodes": 1,
-                 "test_episodes": 1, "seed": 0}
-        for name, low in whole.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                hint = " (a task needs at least 2 classes to tell apart)" if name == "ways" else ""
-                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}{hint}.")
-        for name, low, strict in [("lr", 0.0, True), ("weight_decay", 0.0, False), ("grad_clip", 0.0, True)]:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or (
-                    value <= low if strict else value < low):
-                raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low}, got {value!r}.")
-        if self.distractors and not self.unlabelled:
-            raise ConfigError("distractor classes add unlabelled samples: set unlabelled >= 1 as well.")
-        if self.method == "ht" and not (self.generate in ("all", "logits") or (
-                isinstance(self.generate, int) and not isinstance(self.generate, bool) and self.generate >= 0)):
-            raise ConfigError(f"generate must be 'all', 'logits' or a number of last conv layers, "
-                              f"got {self.generate!r}.")
-        if not isinstance(self.model_options, dict):
-            raise ConfigError(f"model_options must be a dict, got {type(self.model_options).__name__}.")
-        resolve_device(self.device)  # unknown names and absent GPUs fail here
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def config_differences(stored: dict, cfg: TrainConfig) -> dict:
-    """{field: (stored, wanted)} for every setting in which a saved run differs from `cfg`.
-
-    The device and the data directory do not count (the same run may move between machines); a
-    field the saved run predates counts as its default, so adding a field keeps old runs valid.
-    """
-    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-                for f in dataclasses.fields(TrainConfig)}
-    wanted = cfg.to_dict()
-    return {k: (stored.get(k, defaults[k]), v) for k, v in wanted.items()
-            if k not in ("device", "data_dir") and stored.get(k, defaults[k]) != v}
-
-
-def method_label(cfg: TrainConfig) -> str:
-    """The name a method carries in result tables: ht-all, ht-logits, ht-2, protonet, maml, ...
-
-    MAML is "maml" with its defaults (second order, 5 inner steps); first order is "fomaml", and
-    another number of inner steps adds "-<n>step" (e.g. "fomaml-1step").
-    """
-    if cfg.method == "ht":
-        return f"ht-{cfg.generate}"
-    if cfg.method == "maml":
-        name = "fomaml" if cfg.model_options.get("first_order", False) else "maml"
-        steps = cfg.model_options.get("inner_steps", 5)
-        return name if steps == 5 else f"{name}-{steps}step"
-    if cfg.method == "protonet" and cfg.model_options.get("soft_kmeans_steps", 0):
-        return "protonet-softkmeans"
-    return cfg.method
-
-
-def build_model(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn.Module:
-    """The model of `cfg.method` for images of shape (C, H, W); `model_options` go to its constructor."""
-    from htlib.models import MAML, ProtoNet  # baselines on the same target CNN
-
-    channels, size, _ = image_shape
-    spec = CNNSpec(image_channels=channels, image_size=size, channels=cfg.channels)
-    try:
-        if cfg.method == "ht":
-            return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
-        if cfg.method == "protonet":
-            return ProtoNet(spec, **cfg.model_options)
-        return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
-    except TypeError as exc:  # an option the model does not have
-        raise ConfigError(f"model_options {cfg.model_options} do not fit method {cfg.method!r}: {exc}") from None
 
 
 def count_parameters(model: nn.Module, ways: int) -> dict[str, int]:
@@ -191,15 +55,6 @@ def _schedule(cfg: TrainConfig):
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return factor
-
-
-def _project_path(path: str) -> Path:
-    from htlib.data.paths import PROJECT_ROOT
-
-    full = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
-    if not full.is_file():
-        raise CheckpointError(f"init_from: no weights at {full}; train that run first or fix the path.")
-    return full
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -238,30 +93,6 @@ class _InterruptAfterStep:
             signal.signal(signal.SIGINT, self._previous)
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike | None):
-    """Hold RUN_DIR/.lock while training: a second process that wants the same folder is refused
-    at once, before it reads any data. The lock is the operating system's (released when the
-    process dies), so a crash never leaves a stale lock behind."""
-    if run_dir is None:
-        yield
-        return
-    from filelock import FileLock, Timeout
-
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    lock = FileLock(Path(run_dir, ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunLockedError(
-            f"Another process is training into {run_dir} (it holds {Path(run_dir, '.lock')}). "
-            f"Wait for it to finish, or use another run folder.") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def _versions() -> dict[str, str]:
     import htlib
 
@@ -276,47 +107,15 @@ class TrainResult:
     result: dict  # test accuracy, ci95, steps, wall time, ... (also in run_dir/result.json)
 
 
-def check_task(cfg: TrainConfig, splits: dict | None = None) -> None:
-    """Refuse a task that one of the splits cannot hold (more ways than classes, more shots + queries
-    than drawings), naming the split. `splits` maps names to loaded splits; missing ones are loaded."""
-    for split in ("train", "val", "test"):
-        data = (splits or {}).get(split) or load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
-        try:
-            EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors)
-        except ConfigError as exc:
-            raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
-
-
-def check_runs(configs: list[TrainConfig]) -> None:
-    """Check the settings of every run, and each distinct task once against the data, before any trains."""
-    tasks = {}
-    for cfg in configs:
-        resolved = cfg.resolved()
-        key = (resolved.dataset, resolved.data_dir, resolved.split_scheme, resolved.ways, resolved.shots,
-               resolved.queries, resolved.unlabelled, resolved.distractors)
-        tasks.setdefault(key, resolved)
-    for cfg in tasks.values():
-        check_task(cfg)
-
-
-def checked_config(**settings) -> TrainConfig:
-    """A notebook's parameters as a resolved TrainConfig, checked as the CLI checks them: wrong types,
-    impossible values and tasks the data cannot hold fail here, in the notebook's first cell."""
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ConfigError(f"Unknown settings {unknown}; see htlib.train.TrainConfig for the valid ones.")
-    cfg = TrainConfig(**settings).resolved()
-    check_task(cfg)
-    return cfg
-
-
 class Trainer:
     """Holds the state of one run so that it can be checkpointed and resumed exactly."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike | None = None) -> None:
-        self.cfg = cfg = config.resolved()
+    def __init__(self, run: Run | TrainConfig, run_dir: str | os.PathLike | None = None) -> None:
+        """`run` is a Run, or a TrainConfig trained into `run_dir` (None: nothing is written)."""
+        run = run if isinstance(run, Run) else Run.at(run, run_dir)
+        self.cfg = cfg = run.config
         self.device = resolve_device(cfg.device)
-        self.run_dir = Path(run_dir) if run_dir else None
+        self.run_dir = run.folder
         seed_everything(cfg.seed)
         load = lambda split: load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
         self.train_data, self.val_data = load("train"), load("val")
@@ -326,9 +125,8 @@ class Trainer:
             self.train_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
             cfg.episodes_per_step, cfg.augment_rotations, seed=cfg.seed)
         self.model = build_model(cfg, self.train_data.image_shape)
-        if cfg.init_from:
-            path = _project_path(cfg.init_from)
-            checkpoints.load_weights(self.model, checkpoints.load(path, "weights"), path)
+        if run.init_weights is not None:
+            checkpoints.load_weights(self.model, checkpoints.load(run.init_weights, "weights"), run.init_weights)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
@@ -485,33 +283,32 @@ class Trainer:
         return evaluate(self.model, sampler, episodes or cfg.test_episodes, self.device)
 
 
-def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, resume: bool = True,
+def train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = None, resume: bool = True,
           progress: bool = True) -> TrainResult:
-    """Train (resuming from run_dir/checkpoint.pt when present), test, write result.json.
+    """Train (resuming from the run folder's checkpoint.pt when present), test, write result.json.
 
-    With `resume=False` an existing checkpoint in run_dir is an error rather than silently
-    overwritten.
+    `run` is a Run, or a TrainConfig trained into `run_dir` (None: nothing is written). With
+    `resume=False` an existing checkpoint is an error rather than silently overwritten.
     """
-    config.resolved()  # bad settings fail before the lock, the data or the model
-    checkpoint = Path(run_dir, "checkpoint.pt") if run_dir is not None else None
+    run = run if isinstance(run, Run) else Run.at(run, run_dir)  # bad settings fail here, before any work
+    checkpoint = run.folder / "checkpoint.pt" if run.folder is not None else None
     if checkpoint is not None and checkpoint.is_file() and not resume:
         raise RunExistsError(f"{checkpoint} exists; pass resume=True (--resume) to continue it, or use another run dir.")
-    with run_lock(run_dir):
-        trainer = Trainer(config, run_dir)
-        resumed = trainer.restore()
-        if resumed:
+    with run_lock(run.folder):
+        trainer = Trainer(run)
+        if trainer.restore():
             print(f"resuming from {trainer.checkpoint_path} at step {trainer.step}")
         trainer.fit(progress)
-        return _finish(trainer, run_dir)
+        return _finish(trainer)
 
 
-def _finish(trainer: Trainer, run_dir: str | os.PathLike | None) -> TrainResult:
+def _finish(trainer: Trainer) -> TrainResult:
     """Test the best weights and write the files that describe a finished run."""
     test = trainer.test()
     cfg = trainer.cfg
     counts = count_parameters(trainer.model, cfg.ways)
     result = {
-        "method": method_label(cfg),
+        "method": method_name(cfg),
         "dataset": cfg.dataset, "split_scheme": cfg.split_scheme, "ways": cfg.ways, "shots": cfg.shots,
         "queries": cfg.queries, "unlabelled": cfg.unlabelled, "channels": cfg.channels, "seed": cfg.seed,
         "profile": cfg.profile, "steps": trainer.step, "episodes_seen": trainer.step * cfg.episodes_per_step,
@@ -521,6 +318,7 @@ def _finish(trainer: Trainer, run_dir: str | os.PathLike | None) -> TrainResult:
         "device": str(trainer.device) if trainer.device.type != "cuda" else torch.cuda.get_device_name(trainer.device),
         **{f"{k}_version": v for k, v in _versions().items()},
     }
+    run_dir = trainer.run_dir
     if run_dir is not None:
         # The small files that describe a finished run (checkpoint.pt, with the optimizer state,
         # stays out of git): the best weights, the config, the result (last: it marks the run done).
@@ -530,40 +328,30 @@ def _finish(trainer: Trainer, run_dir: str | os.PathLike | None) -> TrainResult:
     return TrainResult(trainer.model, cfg, pd.DataFrame(trainer.rows), result)
 
 
-def default_run_dir(config: TrainConfig, group: str | None = None) -> Path:
-    """Where a run lives: results/runs/<profile>[-<group>]/<name> (tracked, small files only) for
-    the quick and paper profiles, runs/ci[-<group>]/<name> (git-ignored) for smoke runs.
-
-    `group` separates collections with their own budgets (e.g. "sweep") from single runs.
-    """
-    from htlib.data.paths import PROJECT_ROOT
-
-    cfg = config.resolved()
-    name = (f"{method_label(cfg)}-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-u{cfg.unlabelled}"
-            f"-c{cfg.channels}-seed{cfg.seed}")
-    base = PROJECT_ROOT / ("runs" if cfg.profile == "ci" else "results/runs")
-    return base / (cfg.profile if group is None else f"{cfg.profile}-{group}") / name
-
-
-def load_or_train(config: TrainConfig, run_dir: str | os.PathLike | None = None,
+def load_or_train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = None,
                   progress: bool = True) -> TrainResult:
-    """Load a finished run with exactly this configuration if run_dir holds one, else train it
-    (resuming an interrupted run). Says which it did."""
-    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    cfg = config.resolved()
-    saved = run_dir / "config.json"
-    if (run_dir / "result.json").is_file() and (run_dir / "model.pt").is_file() and saved.is_file():
-        if not config_differences(json.loads(saved.read_text()), cfg):
-            data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
-            model = build_model(cfg, data.image_shape)
-            checkpoints.load_weights(model, checkpoints.load(run_dir / "model.pt", "weights"), run_dir / "model.pt")
-            result = json.loads((run_dir / "result.json").read_text())
-            print(f"Loaded the finished run in {run_dir} (trained {result['steps']} steps in "
-                  f"{result['wall_seconds']:.0f} s on {result['device']}); delete it to retrain.")
-            return TrainResult(model.to(resolve_device(cfg.device)), cfg,
-                               pd.read_csv(run_dir / "metrics.csv"), result)
-    print(f"Training into {run_dir} (resumes if interrupted).")
-    return train(config, run_dir, resume=True, progress=progress)
+    """Load a finished run with exactly this configuration if its folder holds one, else train it
+    (resuming an interrupted run). Says which it did. A TrainConfig goes to `run_dir`, or by default
+    to its place in the project (htlib.runs)."""
+    if not isinstance(run, Run):
+        run = Run.at(run, run_dir) if run_dir is not None else make_run(run)
+    folder, cfg = run.folder, run.config
+    saved = folder / "config.json"
+    if (folder / "result.json").is_file() and (folder / "model.pt").is_file() and saved.is_file():
+        differ = config_differences(json.loads(saved.read_text()), cfg)
+        if differ:  # never train over a finished run: it may be a committed result
+            raise ConfigError(
+                f"{folder} holds a finished run with other settings {differ} (as (stored, wanted)). Delete "
+                f"that folder to retrain it, or train the variant into another folder (run_dir=...).")
+        data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
+        model = build_model(cfg, data.image_shape)
+        checkpoints.load_weights(model, checkpoints.load(folder / "model.pt", "weights"), folder / "model.pt")
+        result = json.loads((folder / "result.json").read_text())
+        print(f"Loaded the finished run in {folder} (trained {result['steps']} steps in "
+              f"{result['wall_seconds']:.0f} s on {result['device']}); delete it to retrain.")
+        return TrainResult(model.to(resolve_device(cfg.device)), cfg, pd.read_csv(folder / "metrics.csv"), result)
+    print(f"Training into {folder} (resumes if interrupted).")
+    return train(run, progress=progress)
 
 
 def load_trained(path: str | os.PathLike, device: str = "auto",

@@ -1,17 +1,11 @@
-"""benchmarks/exec_notebook.py: runs a notebook's code without Jupyter, parameters injected."""
+"""htlib.tools.exec_notebook: runs a notebook's code without Jupyter, parameters injected."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import nbformat
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "exec_notebook.py"
-spec = importlib.util.spec_from_file_location("exec_notebook", SCRIPT)
-exec_notebook = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(exec_notebook)
+from htlib.tools import exec_notebook
 
 
 def _notebook(tmp_path, *sources, tagged=0):

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from htlib.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
+from htlib.tools.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "notebooks-ci"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import episode
 import torch
+from helpers import episode
 
-from htlib import semi as semi_module
 from htlib.data import EpisodeSampler
 from htlib.errors import CheckpointError
+from htlib.experiments.semi import COLUMNS, SemiSpec, run_semi
 from htlib.models import CNNSpec, ProtoNet
-from htlib.semi import COLUMNS, SemiSpec, run_semi
-from htlib.train import Trainer, TrainConfig, default_run_dir, train
+from htlib.train import TrainConfig, Trainer, train
 from htlib.utils import seed_everything
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -78,8 +77,7 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
 
 
 def test_semi_runner_writes_every_condition_once(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(semi_module, "PROJECT_ROOT", tmp_path)
-    monkeypatch.setattr("htlib.data.paths.PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr("htlib.runs.RESULTS_ROOT", tmp_path)
     spec = SemiSpec(profile="ci", dataset="synthetic", ways=3, channels=4, methods=["ht-logits", "protonet-softkmeans"],
                     train_unlabelled=2, test_unlabelled=[0, 3], distractors=1)
     table = run_semi(spec, progress=False)
@@ -89,7 +87,7 @@ def test_semi_runner_writes_every_condition_once(tmp_path, monkeypatch, capsys):
     assert table.loc[table["test_distractors"] > 0, "test_unlabelled"].eq(2).all()
     assert table["test_accuracy"].between(0, 1).all()
     arm = spec.arm("ht-logits", 2)
-    assert json.loads((default_run_dir(arm, group="semi") / "config.json").read_text())["init_from"].startswith("runs/ci/")
+    assert json.loads((arm.folder / "config.json").read_text())["init_from"].startswith("runs/ci/")
     capsys.readouterr()
     again = run_semi(spec, progress=False)
     assert "continuing" not in capsys.readouterr().out  # nothing trained twice

@@ -5,16 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from htlib import sweep as sweep_module
-from htlib.sweep import COLUMNS, SweepSpec, run_sweep
-from htlib.train import method_label
+from htlib.experiments.sweep import COLUMNS, SweepSpec, run_sweep
+from htlib.methods import method_name
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Run directories and tables under tmp_path instead of the project."""
-    monkeypatch.setattr(sweep_module, "PROJECT_ROOT", tmp_path)
-    monkeypatch.setattr("htlib.data.paths.PROJECT_ROOT", tmp_path)
+    """Run folders and tables under tmp_path instead of the project (htlib.runs is the one place)."""
+    monkeypatch.setattr("htlib.runs.RESULTS_ROOT", tmp_path)
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -46,7 +44,7 @@ def test_a_cell_trained_with_other_settings_is_not_reused(monkeypatch):
 
 
 def test_unknown_method_is_refused():
-    with pytest.raises(ValueError, match="Unknown methods"):
+    with pytest.raises(ValueError, match="Unknown method 'resnet'"):
         SweepSpec(methods=["resnet"]).cells()
 
 
@@ -71,8 +69,9 @@ def test_time_limit_leaves_cells_for_the_next_call(capsys):
 
 def test_maml_variants_carry_their_own_names():
     spec = SweepSpec(profile="ci", channels=[4], shots=[1], methods=["maml", "fomaml", "fomaml-1step"])
-    assert [method_label(c) for c in spec.cells()] == ["maml", "fomaml", "fomaml-1step"]
-    assert [c.model_options for c in spec.cells()] == [{}, {"first_order": True},
-                                                       {"first_order": True, "inner_steps": 1}]
+    assert [method_name(c.config) for c in spec.cells()] == ["maml", "fomaml", "fomaml-1step"]
+    assert [c.config.model_options for c in spec.cells()] == [{}, {"first_order": True},
+                                                              {"first_order": True, "inner_steps": 1}]
     # the default methods take the profile's MAML variant
-    assert {method_label(c) for c in SweepSpec(profile="long").cells()} == {"ht-all", "ht-logits", "protonet", "maml"}
+    assert {method_name(c.config) for c in SweepSpec(profile="long").cells()} == {"ht-all", "ht-logits",
+                                                                                  "protonet", "maml"}

@@ -107,7 +107,7 @@ def test_load_or_train_reuses_a_finished_run(tmp_path, capsys):
 
 def test_benchmark_reports_both_variants():
     """Smoke test of `python -m htlib bench` (no timing assertion: speed depends on the machine)."""
-    from htlib.bench import benchmark
+    from htlib.tools.bench import benchmark
 
     rows = benchmark(tiny(episodes_per_step=2), steps=1)
     assert [r["variant"] for r in rows] == ["batched", "per-episode loop"]

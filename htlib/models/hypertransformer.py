@@ -65,6 +65,8 @@ class HTConfig:
     # parameters) so that they are on the same scale as the N(0, 1) label embeddings.
     tie_logits_placeholders: bool = True
     normalize_features: bool = True
+    # the transformers start with equal query and key projections (see TransformerConfig)
+    match_query_key_init: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.generate, str) and self.generate.isdigit():  # e.g. "2" from papermill
@@ -176,6 +178,7 @@ class LayerGenerator(nn.Module):
                 ff_width=max(1, round(cfg.ff_width_factor * self.width)),
                 activation=cfg.activation,
                 dropout=cfg.dropout,
+                match_query_key_init=cfg.match_query_key_init,
             )
         )
 

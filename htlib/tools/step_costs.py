@@ -1,6 +1,6 @@
 """Seconds per training step of every sweep method across CNN sizes (sizes the sweep's budget).
 
-Usage: python benchmarks/step_costs.py [--shots 1 5] [--channels 4 8 ...] [--out results/step_costs_cpu.csv]
+Usage: python -m htlib.tools.step_costs [--shots 1 5] [--channels 4 8 ...] [--out results/step_costs_cpu.csv]
 
 One warm-up step, then the mean of `--steps` timed steps, for each (method, C, shots), on the
 training split of the chosen dataset with the sweep's episode shape (20-way; 3 queries per class
@@ -16,7 +16,8 @@ import time
 import pandas as pd
 import torch
 
-from htlib.sweep import SweepSpec
+from htlib.experiments.sweep import SweepSpec
+from htlib.methods import method_name
 from htlib.train import Trainer
 
 
@@ -32,15 +33,15 @@ def main() -> None:
     spec = SweepSpec(profile="quick", dataset=args.dataset, shots=args.shots, channels=args.channels,
                      methods=args.methods)
     rows = []
-    for cfg in spec.cells():
-        trainer = Trainer(cfg)
+    for cell in spec.cells():
+        cfg = cell.config
+        trainer = Trainer(cfg)  # no folder: nothing is written
         trainer.train_step()  # warm-up
         start = time.perf_counter()
         for _ in range(args.steps):
             trainer.train_step()
         seconds = (time.perf_counter() - start) / args.steps
-        label = cfg.method if cfg.method != "ht" else f"ht-{cfg.generate}"
-        rows.append({"method": label, "shots": cfg.shots, "channels": cfg.channels,
+        rows.append({"method": method_name(cfg), "shots": cfg.shots, "channels": cfg.channels,
                      "episodes_per_step": trainer.cfg.episodes_per_step, "seconds_per_step": round(seconds, 4),
                      "device": str(trainer.device), "threads": torch.get_num_threads(),
                      "machine": platform.processor() or platform.machine()})

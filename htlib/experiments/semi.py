@@ -22,7 +22,6 @@ again) whose ``evaluations.json`` holds its test rows; the tidy table of all row
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -32,17 +31,15 @@ from pathlib import Path
 import pandas as pd
 
 from htlib import checkpoints
-from htlib.data.paths import PROJECT_ROOT
+from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
+from htlib.methods import method_name, method_settings
 from htlib.profiles import get_profile
-from htlib.train import TrainConfig, Trainer, check_runs, default_run_dir, load_or_train, method_label, train
+from htlib.runs import Run, make_run, relative_to_project, table_path
+from htlib.train import Trainer, load_or_train, train
 from htlib.utils import write_atomic, write_text_atomic
 
-METHODS = {
-    "ht-all": {"method": "ht", "generate": "all"},
-    "ht-logits": {"method": "ht", "generate": "logits"},
-    "protonet-softkmeans": {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}},
-}
+METHODS = ["ht-all", "ht-logits", "protonet-softkmeans"]  # the methods that can use unlabelled samples
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "train_unlabelled",
            "test_unlabelled", "test_distractors", "base_episodes", "steps", "episodes_seen", "test_accuracy",
            "ci95", "test_episodes", "trainable_params", "generated_params", "wall_seconds", "device",
@@ -66,37 +63,35 @@ class SemiSpec:
     data_dir: str | None = None
     device: str = "auto"
 
-    def base(self, method: str) -> TrainConfig:
+    def base(self, method: str) -> Run:
         """The supervised run an arm starts from: the profile's single run of the method."""
         settings = _settings(method)
         settings.get("model_options", {}).pop("soft_kmeans_steps", None)  # its base is plain ProtoNet
-        return TrainConfig(dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
-                           channels=self.channels, profile=self.profile, seed=self.seed, device=self.device,
-                           **settings)
+        return make_run(TrainConfig(dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
+                                    channels=self.channels, profile=self.profile, seed=self.seed,
+                                    device=self.device, **settings))
 
-    def arm(self, method: str, unlabelled: int) -> TrainConfig:
+    def arm(self, method: str, unlabelled: int) -> Run:
         """The continued run of `method` with `unlabelled` samples per class in training."""
         prof = get_profile(self.profile)
-        base_dir = default_run_dir(self.base(method))
-        return TrainConfig(dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
-                           channels=self.channels, profile=self.profile, seed=self.seed, device=self.device,
-                           unlabelled=unlabelled, steps=prof.semi_steps, episodes_per_step=prof.semi_episodes_per_step,
-                           val_every=max(1, prof.semi_steps // 2), init_from=_relative(base_dir / "model.pt"),
-                           **_settings(method))
+        base_weights = self.base(method).folder / "model.pt"
+        return make_run(TrainConfig(
+            dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
+            channels=self.channels, profile=self.profile, seed=self.seed, device=self.device,
+            unlabelled=unlabelled, steps=prof.semi_steps, episodes_per_step=prof.semi_episodes_per_step,
+            val_every=max(1, prof.semi_steps // 2), init_from=relative_to_project(base_weights),
+            **_settings(method)), group="semi")
 
-    def arms(self) -> list[TrainConfig]:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"Unknown methods {unknown}; choose from {list(METHODS)}")
+    def arms(self) -> list[Run]:
         if self.train_unlabelled < 1:
             raise ConfigError(f"train_unlabelled must be >= 1 (the control arm has 0), got {self.train_unlabelled}")
         return [self.arm(m, u) for m in self.methods for u in (0, self.train_unlabelled)]
 
     def check(self) -> None:
         """Every base, arm and test condition checked against the settings and the data, before any trains."""
-        arms = self.arms()
+        arms = [arm.config for arm in self.arms()]
         tests = [dataclasses.replace(arm, unlabelled=u, distractors=d) for arm in arms[:1] for u, d in self.tests()]
-        check_runs([self.base(m) for m in self.methods] + arms + tests)
+        check_runs([self.base(m).config for m in self.methods] + arms + tests)
 
     def tests(self) -> list[tuple[int, int]]:
         """(unlabelled, distractor classes) of every test condition."""
@@ -105,21 +100,19 @@ class SemiSpec:
 
     @property
     def table_path(self) -> Path:
-        folder = "runs" if self.profile == "ci" else "results"
-        return PROJECT_ROOT / folder / f"semi_{self.profile}_{self.dataset}.csv"
+        return table_path("semi", self.profile, self.dataset)
 
 
 def run_semi(spec: SemiSpec, progress: bool = True) -> pd.DataFrame:
     """Train missing bases and arms, run missing test conditions, return (and write) the table."""
     spec.check()
-    for cfg in spec.arms():
-        base = load_or_train(spec.base(method_label(cfg)), progress=progress)  # trains only if missing
-        run_dir = default_run_dir(cfg, group="semi")
-        if not (run_dir / "result.json").is_file():
-            print(f"{run_dir.name}: continuing {base.result['steps']} base steps for "
-                  f"{cfg.resolved().steps} steps with U = {cfg.unlabelled}", flush=True)
-            train(cfg, run_dir, resume=True, progress=progress)
-        _evaluate_arm(spec, cfg, run_dir, base.result)
+    for arm in spec.arms():
+        base = load_or_train(spec.base(method_name(arm.config)), progress=progress)  # trains only if missing
+        if not (arm.folder / "result.json").is_file():
+            print(f"{arm.folder.name}: continuing {base.result['steps']} base steps for "
+                  f"{arm.config.steps} steps with U = {arm.config.unlabelled}", flush=True)
+            train(arm, resume=True, progress=progress)
+        _evaluate_arm(spec, arm, base.result)
     table = collect(spec)
     write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))
     return table
@@ -128,8 +121,8 @@ def run_semi(spec: SemiSpec, progress: bool = True) -> pd.DataFrame:
 def collect(spec: SemiSpec) -> pd.DataFrame:
     """All test rows of the finished arms of `spec`."""
     rows = []
-    for cfg in spec.arms():
-        path = default_run_dir(cfg, group="semi") / "evaluations.json"
+    for arm in spec.arms():
+        path = arm.folder / "evaluations.json"
         if path.is_file():
             wanted = set(spec.tests())
             rows += [r for r in json.loads(path.read_text())
@@ -137,8 +130,9 @@ def collect(spec: SemiSpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _evaluate_arm(spec: SemiSpec, cfg: TrainConfig, run_dir: Path, base_result: dict) -> None:
+def _evaluate_arm(spec: SemiSpec, arm: Run, base_result: dict) -> None:
     """Test the arm at every condition not yet in its evaluations.json (written after each)."""
+    run_dir, cfg = arm.folder, arm.config
     path = run_dir / "evaluations.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
     done = {(r["test_unlabelled"], r["test_distractors"]) for r in rows}
@@ -146,7 +140,7 @@ def _evaluate_arm(spec: SemiSpec, cfg: TrainConfig, run_dir: Path, base_result: 
     if not todo:
         return
     result = json.loads((run_dir / "result.json").read_text())
-    trainer = Trainer(cfg)  # for its test episodes; the weights are the arm's best (model.pt)
+    trainer = Trainer(Run(cfg, None))  # for its test episodes; the weights are the arm's best (model.pt)
     checkpoints.load_weights(trainer.model, checkpoints.load(run_dir / "model.pt", "weights"), run_dir / "model.pt")
     for unlabelled, distractors in todo:
         start = time.perf_counter()
@@ -167,13 +161,5 @@ def _evaluate_arm(spec: SemiSpec, cfg: TrainConfig, run_dir: Path, base_result: 
 
 def _settings(method: str) -> dict:
     if method not in METHODS:
-        raise ConfigError(f"Unknown method {method!r}; choose from {list(METHODS)}")
-    return copy.deepcopy(METHODS[method])
-
-
-def _relative(path: Path) -> str:
-    """Paths inside the project are stored relative to it, so that configs stay portable."""
-    try:
-        return str(path.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
+        raise ConfigError(f"Unknown method {method!r} for the semi-supervised experiment; choose from {METHODS}")
+    return method_settings(method)

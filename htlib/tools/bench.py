@@ -14,9 +14,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from htlib.config import TrainConfig
 from htlib.data import EpisodeSampler, load_split
 from htlib.evaluate import episode_logits
-from htlib.train import TrainConfig, build_model
+from htlib.methods import build_model
 from htlib.utils import resolve_device, seed_everything
 
 

@@ -1,7 +1,7 @@
 """Sweeps: train every (method, channels, shots, seed) cell, skip the ones already done.
 
-Each cell is an ordinary training run in its own run directory
-(results/runs/<profile>-sweep/<name>/, see htlib.train.default_run_dir); a cell whose
+Each cell is an ordinary training run in its own run folder
+(results/runs/<profile>-sweep/<name>/, see htlib.runs); a cell whose
 result.json exists is not trained again, so a sweep can be interrupted, resumed or extended.
 The table of results is rebuilt from those result.json files after every cell: one tidy row
 per cell, written to results/sweep_<profile>_<dataset>.csv.
@@ -14,7 +14,6 @@ later call trains them.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import multiprocessing
@@ -27,24 +26,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from htlib.data.paths import PROJECT_ROOT
+from htlib.config import TrainConfig, check_runs, config_differences
 from htlib.errors import ConfigError
+from htlib.methods import get_method, method_name, method_settings
 from htlib.profiles import get_profile
-from htlib.train import TrainConfig, check_runs, config_differences, default_run_dir, method_label, train
+from htlib.runs import Run, make_run, table_path
+from htlib.train import train
 from htlib.utils import write_atomic
 
-# Sweep method names -> TrainConfig fields; each name equals htlib.train.method_label of its config.
-METHOD_SETTINGS = {
-    "ht-all": {"method": "ht", "generate": "all"},
-    "ht-logits": {"method": "ht", "generate": "logits"},
-    "protonet": {"method": "protonet"},
-    "maml": {"method": "maml"},  # second order, 5 inner steps at lr 0.1
-    "fomaml": {"method": "maml", "model_options": {"first_order": True}},
-    "fomaml-1step": {"method": "maml", "model_options": {"first_order": True, "inner_steps": 1}},
-}
-# Relative cost of one training step (from results/step_costs_cpu.csv), to start the dearest cells
-# first when several workers share the sweep.
-METHOD_COST = {"ht-all": 3.0, "ht-logits": 1.3, "protonet": 1.0, "maml": 10.0, "fomaml": 3.0, "fomaml-1step": 1.5}
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "steps", "episodes_seen",
            "test_accuracy", "ci95", "test_episodes", "trainable_params", "generated_params",
            "wall_seconds", "device", "htlib_version", "torch_version", "python_version"]
@@ -64,45 +53,41 @@ class SweepSpec:
     data_dir: str | None = None
     device: str = "auto"
 
-    def check(self) -> list[TrainConfig]:
+    def check(self) -> list[Run]:
         """The cells, each checked (settings, and the task against the data) before any trains."""
         for name in ("shots", "channels", "seeds"):
             if not isinstance(getattr(self, name), (list, tuple)):
                 raise ConfigError(f"{name} must be a list, e.g. [{getattr(self, name)!r}], got {getattr(self, name)!r}")
         cells = self.cells()
-        check_runs(cells)
+        check_runs([cell.config for cell in cells])
         return cells
 
-    def cells(self) -> list[TrainConfig]:
-        """One TrainConfig per cell, with the profile's sweep budget."""
+    def cells(self) -> list[Run]:
+        """One run per cell, with the profile's sweep budget, in its place (results/runs/<profile>-sweep/)."""
         prof = get_profile(self.profile)
         methods = self.methods or ["ht-all", "ht-logits", "protonet", prof.sweep_maml]
-        unknown = [m for m in methods if m not in METHOD_SETTINGS]
-        if unknown:
-            raise ConfigError(f"Unknown methods {unknown}; choose from {list(METHOD_SETTINGS)}")
         out = []
         for method, shots, channels, seed in itertools.product(methods, self.shots, self.channels, self.seeds):
             # the reference: 1-shot uses 60 queries (3 per class), 5-shot 100 (5 per class)
             queries = 3 if shots == 1 else 5
-            out.append(TrainConfig(
+            out.append(make_run(TrainConfig(
                 dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=shots, queries=queries,
                 channels=channels, profile=self.profile, seed=seed, device=self.device,
                 steps=prof.sweep_steps, episodes_per_step=prof.sweep_episodes_per_step,
-                val_every=max(1, prof.sweep_steps // 2), **copy.deepcopy(METHOD_SETTINGS[method])))
+                val_every=max(1, prof.sweep_steps // 2), **method_settings(method)), group="sweep"))
         return out
 
     @property
     def table_path(self) -> Path:
         """results/sweep_<profile>_<dataset>.csv; smoke (ci) tables go to the git-ignored runs/."""
-        folder = "runs" if self.profile == "ci" else "results"
-        return PROJECT_ROOT / folder / f"sweep_{self.profile}_{self.dataset}.csv"
+        return table_path("sweep", self.profile, self.dataset)
 
 
 def collect(spec: SweepSpec) -> pd.DataFrame:
     """The tidy table of every finished cell of the sweep (one row per cell)."""
     rows = []
-    for cfg in spec.cells():
-        result = default_run_dir(cfg, group="sweep") / "result.json"
+    for cell in spec.cells():
+        result = cell.folder / "result.json"
         if result.is_file():
             rows.append(json.loads(result.read_text()))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -121,30 +106,29 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
         raise ConfigError(f"max_minutes must be >= 0 or None, got {max_minutes!r}")
     start = time.monotonic()
     todo = []
-    for cfg in spec.check():
-        run_dir = default_run_dir(cfg, group="sweep")
-        if (run_dir / "result.json").is_file():
-            _check_same_config(run_dir, cfg)
-            print(f"{run_dir.name}: done before, skipped")
+    for cell in spec.check():
+        if (cell.folder / "result.json").is_file():
+            _check_same_config(cell)
+            print(f"{cell.folder.name}: done before, skipped")
         else:
-            todo.append(cfg)
+            todo.append(cell)
 
     def time_left() -> bool:
         return max_minutes is None or time.monotonic() - start < 60 * max_minutes
 
-    def finished(cfg: TrainConfig) -> None:
-        print(f"{default_run_dir(cfg, group='sweep').name}: finished after "
+    def finished(cell: Run) -> None:
+        print(f"{cell.folder.name}: finished after "
               f"{time.monotonic() - start:.0f} s of the sweep", flush=True)
         if write_table:
             _write(spec, collect(spec))
 
     if workers <= 1:
-        for i, cfg in enumerate(todo, 1):
+        for i, cell in enumerate(todo, 1):
             if not time_left():
                 break
-            print(f"[{i}/{len(todo)}] {default_run_dir(cfg, group='sweep').name}: training", flush=True)
-            train(cfg, default_run_dir(cfg, group="sweep"), resume=True, progress=progress)
-            finished(cfg)
+            print(f"[{i}/{len(todo)}] {cell.folder.name}: training", flush=True)
+            train(cell, resume=True, progress=progress)
+            finished(cell)
     else:
         # Without a time limit the dearest cells go first, so that the workers finish together;
         # with one, the cheapest go first (the small CNNs, the heart of the paper's claim).
@@ -160,12 +144,13 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
     return table
 
 
-def _cost(cfg: TrainConfig) -> float:
+def _cost(cell: Run) -> float:
     """A rough relative cost of a cell, to order the cells of a parallel sweep."""
-    return METHOD_COST[method_label(cfg)] * cfg.channels ** 1.5 * (cfg.shots + cfg.queries)
+    cfg = cell.config
+    return get_method(method_name(cfg)).step_cost * cfg.channels ** 1.5 * (cfg.shots + cfg.queries)
 
 
-def _run_parallel(cells: list[TrainConfig], workers: int, time_left, finished) -> None:
+def _run_parallel(cells: list[Run], workers: int, time_left, finished) -> None:
     """Train cells in `workers` processes; a new cell starts only while there is time left."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
@@ -175,28 +160,28 @@ def _run_parallel(cells: list[TrainConfig], workers: int, time_left, finished) -
         running = {}
         while queue or running:
             while queue and len(running) < workers and time_left():
-                cfg = queue.pop(0)
-                run_dir = default_run_dir(cfg, group="sweep")
-                print(f"{run_dir.name}: training", flush=True)
-                running[pool.submit(_train_quietly, cfg, str(run_dir))] = cfg
+                cell = queue.pop(0)
+                print(f"{cell.folder.name}: training", flush=True)
+                running[pool.submit(_train_quietly, cell)] = cell
             if not time_left():
                 queue.clear()
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                cfg = running.pop(future)
+                cell = running.pop(future)
                 future.result()  # a failed cell stops the sweep with its own error
-                finished(cfg)
+                finished(cell)
 
 
-def _train_quietly(cfg: TrainConfig, run_dir: str) -> None:
-    train(cfg, run_dir, resume=True, progress=False)
+def _train_quietly(cell: Run) -> None:
+    train(cell, resume=True, progress=False)
 
 
-def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
+def _check_same_config(cell: Run) -> None:
     """A finished cell is reused only if it was trained with exactly this cell's settings."""
-    differ = config_differences(json.loads((run_dir / "config.json").read_text()), cfg.resolved())
+    run_dir = cell.folder
+    differ = config_differences(json.loads((run_dir / "config.json").read_text()), cell.config)
     if differ:
         raise ConfigError(
             f"{run_dir} holds a finished run with other settings {differ} (as (stored, wanted)); "

@@ -1,6 +1,6 @@
 """Execute notebooks without Jupyter: for machines that have torch but no papermill (a GPU box).
 
-Usage: python benchmarks/exec_notebook.py NB.ipynb [NB2.ipynb ...] [-p name=value ...]
+Usage: python -m htlib.tools.exec_notebook NB.ipynb [NB2.ipynb ...] [-p name=value ...]
 
 The code cells run in order in one namespace, as a kernel would run them; `-p` values replace
 the assignments of the cell tagged "parameters" (run right after it, like papermill's injected

@@ -1,0 +1,157 @@
+"""What a run is made of: `TrainConfig`, its resolution against a profile, and the checks that
+refuse an impossible request before any data is read or any step runs.
+
+A config names its compute budget by profile (`ci`, `quick`, `long`, `paper`); `resolved()`
+fills every field left at None from that profile and checks the result. Resolution happens once,
+when a run is made (`htlib.runs.make_run`); the training loop only ever sees resolved configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from htlib.data import DATASETS, EpisodeSampler, load_split
+from htlib.data.omniglot import SPLITS
+from htlib.errors import ConfigError
+from htlib.methods import FAMILIES
+from htlib.profiles import get_profile
+from htlib.utils import resolve_device
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. `None` fields take the profile's value (see `resolved`)."""
+
+    # task
+    dataset: str = "omniglot"
+    split_scheme: str = "vinyals"
+    data_dir: str | None = None
+    ways: int = 20
+    shots: int = 1
+    queries: int = 3  # per class: 20-way x 3 = the 60 queries of the reference script
+    unlabelled: int = 0  # unlabelled support samples per class (semi-supervised)
+    distractors: int = 0
+    augment_rotations: bool = True
+    # model
+    method: str = "ht"
+    generate: str | int = "all"  # HT: "all", "logits" or the number of last conv layers
+    channels: int = 8
+    model_options: dict = field(default_factory=dict)  # extra HTConfig fields, e.g. transformer_layers
+    # a model.pt (state_dict) to start from instead of a random init; relative = to the project root
+    init_from: str | None = None
+    # optimisation
+    profile: str = "quick"
+    steps: int | None = None
+    episodes_per_step: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int | None = None  # default: 5% of the steps
+    grad_clip: float = 1.0
+    # evaluation
+    val_every: int | None = None
+    val_episodes: int | None = None
+    test_episodes: int | None = None
+    # bookkeeping
+    seed: int = 0
+    device: str = "auto"
+
+    def resolved(self) -> "TrainConfig":
+        """A checked copy with every None replaced by the profile's value.
+
+        Raises ConfigError for any setting that cannot work, before data is read or a step runs.
+        """
+        prof = get_profile(self.profile)
+        if self.method not in FAMILIES:
+            raise ConfigError(f"Unknown method {self.method!r}; choose one of {FAMILIES} (named variants: "
+                              f"htlib.methods.METHODS)")
+        out = dataclasses.replace(self, model_options=dict(self.model_options))
+        out.steps = self.steps if self.steps is not None else prof.train_steps
+        pick = lambda own, default: default if own is None else own  # noqa: E731 (0 is a value, not "unset")
+        out.episodes_per_step = pick(self.episodes_per_step, prof.episodes_per_step)
+        out.val_every = pick(self.val_every, prof.val_every)
+        out.val_episodes = pick(self.val_episodes, prof.val_episodes)
+        out.test_episodes = pick(self.test_episodes, prof.test_episodes)
+        out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20)
+        out._check()
+        return out
+
+    def _check(self) -> None:
+        """Every setting that needs no data, with a message that says what would work."""
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"Unknown dataset {self.dataset!r}; choose one of {DATASETS}")
+        if self.dataset == "omniglot" and self.split_scheme not in SPLITS:
+            raise ConfigError(f"Unknown Omniglot split scheme {self.split_scheme!r}; choose one of {SPLITS}")
+        whole = {"ways": 2, "shots": 1, "queries": 1, "unlabelled": 0, "distractors": 0, "channels": 1,
+                 "steps": 1, "episodes_per_step": 1, "warmup_steps": 0, "val_every": 1, "val_episodes": 1,
+                 "test_episodes": 1, "seed": 0}
+        for name, low in whole.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                hint = " (a task needs at least 2 classes to tell apart)" if name == "ways" else ""
+                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}{hint}.")
+        for name, low, strict in [("lr", 0.0, True), ("weight_decay", 0.0, False), ("grad_clip", 0.0, True)]:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or (
+                    value <= low if strict else value < low):
+                raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low}, got {value!r}.")
+        if self.distractors and not self.unlabelled:
+            raise ConfigError("distractor classes add unlabelled samples: set unlabelled >= 1 as well.")
+        if self.method == "ht" and not (self.generate in ("all", "logits") or (
+                isinstance(self.generate, int) and not isinstance(self.generate, bool) and self.generate >= 0)):
+            raise ConfigError(f"generate must be 'all', 'logits' or a number of last conv layers, "
+                              f"got {self.generate!r}.")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a dict, got {type(self.model_options).__name__}.")
+        resolve_device(self.device)  # unknown names and absent GPUs fail here
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_differences(stored: dict, cfg: TrainConfig) -> dict:
+    """{field: (stored, wanted)} for every setting in which a saved run differs from `cfg`.
+
+    The device and the data directory do not count (the same run may move between machines); a
+    field the saved run predates counts as its default, so adding a field keeps old runs valid.
+    """
+    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(TrainConfig)}
+    wanted = cfg.to_dict()
+    return {k: (stored.get(k, defaults[k]), v) for k, v in wanted.items()
+            if k not in ("device", "data_dir") and stored.get(k, defaults[k]) != v}
+
+
+def check_task(cfg: TrainConfig, splits: dict | None = None) -> None:
+    """Refuse a task that one of the splits cannot hold (more ways than classes, more shots + queries
+    than drawings), naming the split. `splits` maps names to loaded splits; missing ones are loaded."""
+    for split in ("train", "val", "test"):
+        data = (splits or {}).get(split) or load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
+        try:
+            EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors)
+        except ConfigError as exc:
+            raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
+
+
+def check_runs(configs: list[TrainConfig]) -> None:
+    """Check the settings of every run, and each distinct task once against the data, before any trains."""
+    tasks = {}
+    for cfg in configs:
+        resolved = cfg.resolved()
+        key = (resolved.dataset, resolved.data_dir, resolved.split_scheme, resolved.ways, resolved.shots,
+               resolved.queries, resolved.unlabelled, resolved.distractors)
+        tasks.setdefault(key, resolved)
+    for cfg in tasks.values():
+        check_task(cfg)
+
+
+def checked_config(**settings) -> TrainConfig:
+    """A notebook's parameters as a resolved TrainConfig, checked as the CLI checks them: wrong types,
+    impossible values and tasks the data cannot hold fail here, in the notebook's first cell."""
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"Unknown settings {unknown}; see htlib.train.TrainConfig for the valid ones.")
+    cfg = TrainConfig(**settings).resolved()
+    check_task(cfg)
+    return cfg

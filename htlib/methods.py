@@ -1,0 +1,96 @@
+"""The methods this project compares, in one table: name -> settings, model, step cost, label.
+
+Every consumer reads this table: training (which model to build), the experiments (which
+settings a named method has), the result tables (`method_name` of a config), the benchmarks and
+the notebooks (labels). A method name is also what `method_name` returns for its settings, so a
+table row and a result row always agree.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from htlib.errors import ConfigError
+
+if TYPE_CHECKING:
+    from htlib.config import TrainConfig
+
+FAMILIES = ("ht", "protonet", "maml")  # the model classes behind the names (TrainConfig.method)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the name in result tables and on the command line
+    label: str  # how figures and prose call it
+    settings: dict  # the TrainConfig fields that make this method
+    # Relative seconds per training step (results/step_costs_cpu.csv, C = 8 on 2 CPU cores), to
+    # start the dearest runs first when several share the machine.
+    step_cost: float
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("ht-all", "HT, all layers generated", {"method": "ht", "generate": "all"}, 3.0),
+    Method("ht-logits", "HT, logits layer generated", {"method": "ht", "generate": "logits"}, 1.3),
+    Method("protonet", "ProtoNet", {"method": "protonet"}, 1.0),
+    Method("protonet-softkmeans", "ProtoNet + soft k-means",
+           {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}}, 1.0),
+    # second order, 5 inner steps at lr 0.1: the reference MAML of the paper's comparison
+    Method("maml", "MAML (second order, 5 steps)", {"method": "maml"}, 10.0),
+    Method("fomaml", "first-order MAML (5 steps)", {"method": "maml", "model_options": {"first_order": True}}, 3.0),
+    Method("fomaml-1step", "first-order MAML (1 step)",
+           {"method": "maml", "model_options": {"first_order": True, "inner_steps": 1}}, 1.5),
+]}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"Unknown method {name!r}; choose from {list(METHODS)}") from None
+
+
+def method_settings(name: str) -> dict:
+    """The TrainConfig fields of a named method (a copy: callers may change it)."""
+    return copy.deepcopy(get_method(name).settings)
+
+
+def method_name(cfg: "TrainConfig") -> str:
+    """The name a config's method carries in result tables: ht-all, ht-logits, ht-2, protonet, maml, ...
+
+    MAML is "maml" with its defaults (second order, 5 inner steps); first order is "fomaml", and
+    another number of inner steps adds "-<n>step" (e.g. "fomaml-1step").
+    """
+    if cfg.method == "ht":
+        return f"ht-{cfg.generate}"
+    if cfg.method == "maml":
+        name = "fomaml" if cfg.model_options.get("first_order", False) else "maml"
+        steps = cfg.model_options.get("inner_steps", 5)
+        return name if steps == 5 else f"{name}-{steps}step"
+    if cfg.method == "protonet" and cfg.model_options.get("soft_kmeans_steps", 0):
+        return "protonet-softkmeans"
+    return cfg.method
+
+
+def method_label(name: str) -> str:
+    """The reader-facing label of a method name ("ht-2" and other unnamed variants keep their name)."""
+    return METHODS[name].label if name in METHODS else name
+
+
+def build_model(cfg: "TrainConfig", image_shape: tuple[int, int, int]) -> nn.Module:
+    """The model of `cfg.method` for images of shape (C, H, W); `model_options` go to its constructor."""
+    from htlib.models import MAML, CNNSpec, HTConfig, HyperTransformer, ProtoNet
+
+    channels, size, _ = image_shape
+    spec = CNNSpec(image_channels=channels, image_size=size, channels=cfg.channels)
+    try:
+        if cfg.method == "ht":
+            return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
+        if cfg.method == "protonet":
+            return ProtoNet(spec, **cfg.model_options)
+        return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
+    except TypeError as exc:  # an option the model does not have
+        raise ConfigError(f"model_options {cfg.model_options} do not fit method {cfg.method!r}: {exc}") from None

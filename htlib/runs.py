@@ -1,0 +1,109 @@
+"""Where runs live: one rule for a run's folder and for the result tables, and the run itself.
+
+A `Run` is a resolved config and its folder, made once (`make_run` for the project's own place,
+`Run.at` for a folder of your choice) and handed to the training loop, which then reads neither
+profiles nor the project's layout. Everything that writes results goes through this module, so
+`RESULTS_ROOT` is the one name a test points elsewhere.
+
+Layout: ``results/runs/<profile>[-<group>]/<name>/`` for real runs (small files tracked in git),
+``runs/ci[-<group>]/<name>/`` for smoke runs (git-ignored); tables ``results/<kind>_<profile>_<dataset>.csv``
+(``runs/`` again at ``ci``). `group` separates collections with their own budgets (a sweep's cells,
+the semi-supervised arms) from the single runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from htlib.config import TrainConfig
+from htlib.data.paths import PROJECT_ROOT
+from htlib.errors import CheckpointError, RunLockedError
+from htlib.methods import METHODS, method_name
+
+RESULTS_ROOT = PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class Run:
+    config: TrainConfig  # resolved: every profile default filled in and checked
+    folder: Path | None  # None: train without writing anything
+
+    @classmethod
+    def at(cls, config: TrainConfig, folder: str | os.PathLike | None) -> "Run":
+        """A run of `config` in a folder of the caller's choosing (None: nothing is written)."""
+        return cls(config.resolved(), Path(folder) if folder is not None else None)
+
+    @property
+    def init_weights(self) -> Path | None:
+        """The weights file `init_from` names, relative paths taken from the project root."""
+        return project_path(self.config.init_from) if self.config.init_from else None
+
+
+def make_run(config: TrainConfig, group: str | None = None) -> Run:
+    """The run of `config` in its place in the project (see the module docstring)."""
+    cfg = config.resolved()
+    return Run(cfg, run_folder(cfg, group))
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """e.g. ht-all-omniglot-20w1s-u0-c8-seed0; model options beyond the method's own are appended
+    (…-seed0-transformer_layers=1), so that a variant never lands in the folder of the default."""
+    name = method_name(cfg)
+    own = METHODS[name].settings.get("model_options", {}) if name in METHODS else {}
+    extra = "".join(f"-{k}={v}" for k, v in sorted(cfg.model_options.items()) if own.get(k, object()) != v)
+    return f"{name}-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-u{cfg.unlabelled}-c{cfg.channels}-seed{cfg.seed}{extra}"
+
+
+def run_folder(cfg: TrainConfig, group: str | None = None) -> Path:
+    """The folder of a resolved config's run (the one rule; see the module docstring)."""
+    collection = cfg.profile if group is None else f"{cfg.profile}-{group}"
+    runs = RESULTS_ROOT / "runs" if cfg.profile == "ci" else RESULTS_ROOT / "results" / "runs"
+    return runs / collection / run_name(cfg)
+
+
+def table_path(kind: str, profile: str, dataset: str) -> Path:
+    """The tidy table of an experiment, e.g. table_path("sweep", "quick", "omniglot")."""
+    return (RESULTS_ROOT / "runs" if profile == "ci" else RESULTS_ROOT / "results") / f"{kind}_{profile}_{dataset}.csv"
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """A path stored relative to the project (so configs stay portable), made absolute; must exist."""
+    full = Path(path) if Path(path).is_absolute() else RESULTS_ROOT / path
+    if not full.is_file():
+        raise CheckpointError(f"init_from: no weights at {full}; train that run first or fix the path.")
+    return full
+
+
+def relative_to_project(path: Path) -> str:
+    """Paths inside the project are stored relative to it, so that configs stay portable."""
+    try:
+        return str(Path(path).relative_to(RESULTS_ROOT))
+    except ValueError:
+        return str(path)
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike | None):
+    """Hold FOLDER/.lock while training: a second process that wants the same folder is refused
+    at once, before it reads any data. The lock is the operating system's (released when the
+    process dies), so a crash never leaves a stale lock behind."""
+    if folder is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(Path(folder, ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunLockedError(
+            f"Another process is training into {folder} (it holds {Path(folder, '.lock')}). "
+            f"Wait for it to finish, or use another run folder.") from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,101 @@
+"""The experiment layer: one method table, one rule for run folders, configs resolved once.
+
+The committed results must stay valid under this layer (each finished run is found where the
+rule puts it, with a config equal to the one the experiment asks for), and a smoke training run
+must give the metrics it gave before the layer was rebuilt (tests/reference/ci_runs.json).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from htlib.config import TrainConfig, config_differences
+from htlib.experiments import SemiSpec, SweepSpec
+from htlib.methods import METHODS, build_model, method_name, method_settings
+from htlib.runs import Run, make_run, run_folder, table_path
+from htlib.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = json.loads((Path(__file__).parent / "reference" / "ci_runs.json").read_text())
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_named_method_is_what_its_settings_are_called(name):
+    cfg = TrainConfig(**method_settings(name))
+    assert method_name(cfg) == name
+    model = build_model(cfg, (1, 28, 28))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_the_folder_rule_keeps_smoke_runs_out_of_results():
+    quick = make_run(TrainConfig(profile="quick"))
+    assert quick.folder == ROOT / "results" / "runs" / "quick" / "ht-all-omniglot-20w1s-u0-c8-seed0"
+    smoke = make_run(TrainConfig(profile="ci", method="protonet", channels=4), group="sweep")
+    assert smoke.folder == ROOT / "runs" / "ci-sweep" / "protonet-omniglot-20w1s-u0-c4-seed0"
+    assert table_path("sweep", "ci", "synthetic") == ROOT / "runs" / "sweep_ci_synthetic.csv"
+    assert table_path("semi", "quick", "omniglot") == ROOT / "results" / "semi_quick_omniglot.csv"
+    assert run_folder(quick.config) == quick.folder and quick.config.steps == 3000  # resolved once, here
+
+
+def _committed(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if (r.folder / "config.json").is_file()]
+
+
+@pytest.mark.parametrize("label, runs", [
+    ("quick single runs", lambda: [make_run(TrainConfig(profile="quick", **method_settings(m)))
+                                   for m in ("ht-all", "ht-logits", "protonet", "maml")]),
+    ("quick sweep", lambda: SweepSpec(profile="quick").cells()),
+    ("long sweep", lambda: SweepSpec(profile="long").cells()),
+    ("quick semi arms", lambda: SemiSpec(profile="quick").arms()),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_committed_results_stay_valid(label, runs):
+    found = _committed(runs())
+    assert found, f"no committed {label} found where the folder rule puts them"
+    for run in found:
+        stored = json.loads((run.folder / "config.json").read_text())
+        assert config_differences(stored, run.config) == {}, run.folder
+
+
+@pytest.mark.parametrize("name", list(REFERENCE))
+def test_a_smoke_run_gives_the_metrics_it_gave_before_the_layer_was_rebuilt(name):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the reference was made
+    try:
+        cfg = TrainConfig(dataset="synthetic", profile="ci", ways=5, channels=4, device="cpu",
+                          **REFERENCE[name]["settings"])
+        out = train(cfg, None, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    got = out.metrics.drop(columns="seconds").to_dict(orient="list")
+    expected = REFERENCE[name]["metrics"]
+    assert got.keys() == expected.keys()
+    for column in expected:
+        assert got[column] == pytest.approx(expected[column], rel=1e-5, abs=1e-7, nan_ok=True), column
+    assert out.result["test_accuracy"] == pytest.approx(REFERENCE[name]["test_accuracy"], rel=1e-5)
+
+
+def test_model_options_reach_the_model_from_the_command_line_and_get_their_own_folder():
+    from htlib.cli import _config, build_parser
+
+    args = build_parser().parse_args(["train", "--transformer-layers", "1", "--heads", "1",
+                                      "--no-tie-logits-placeholders", "--no-match-query-key-init",
+                                      "--run-dir", "x"])
+    cfg = _config(args)
+    assert cfg.model_options == {"transformer_layers": 1, "heads": 1, "tie_logits_placeholders": False,
+                                 "match_query_key_init": False}
+    model = build_model(cfg, (1, 28, 28))
+    assert model.cfg.transformer_layers == 1 and not model.cfg.tie_logits_placeholders
+    query, key, _ = model.generators["conv0"].transformer.layers[0].attn.qkv.weight.chunk(3)
+    assert not torch.equal(query, key)  # the departure switched off
+    default_query, default_key, _ = build_model(TrainConfig(), (1, 28, 28)).generators[
+        "conv0"].transformer.layers[0].attn.qkv.weight.chunk(3)
+    assert torch.equal(default_query, default_key)
+    default = make_run(TrainConfig())
+    variant = make_run(cfg)
+    assert variant.folder != default.folder and variant.folder.name.endswith(
+        "-heads=1-match_query_key_init=False-tie_logits_placeholders=False-transformer_layers=1")
+    assert _config(build_parser().parse_args(["train", "--run-dir", "x"])).model_options == {}
