@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import torch
 
-# Headline accuracies (%) the paper reports (PAPER.md), keyed by (dataset, ways, shots).
+# Headline accuracies (%) the paper reports (docs/paper.md, section 3), keyed by (dataset, ways, shots).
 # The paper's HT numbers come from 4M single-episode training steps.
 PAPER_REPORTED = {
     ("omniglot", 20, 1): {"HT (paper)": 96.2, "MAML++, C = 64 (paper)": 97.7},
