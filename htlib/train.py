@@ -38,7 +38,7 @@ from htlib.data import EpisodeSampler, load_split
 from htlib.errors import CheckpointError, ConfigError, RunExistsError
 from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_episode_accuracy
 from htlib.methods import build_model, method_name
-from htlib.runs import Run, make_run, run_lock
+from htlib.runs import Run, make_run, relative_to_project, run_lock
 from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
 
 
@@ -347,10 +347,10 @@ def load_or_train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = No
         model = build_model(cfg, data.image_shape)
         checkpoints.load_weights(model, checkpoints.load(folder / "model.pt", "weights"), folder / "model.pt")
         result = json.loads((folder / "result.json").read_text())
-        print(f"Loaded the finished run in {folder} (trained {result['steps']} steps in "
+        print(f"Loaded the finished run in {relative_to_project(folder)} (trained {result['steps']} steps in "
               f"{result['wall_seconds']:.0f} s on {result['device']}); delete it to retrain.")
         return TrainResult(model.to(resolve_device(cfg.device)), cfg, pd.read_csv(folder / "metrics.csv"), result)
-    print(f"Training into {folder} (resumes if interrupted).")
+    print(f"Training into {relative_to_project(folder)} (resumes if interrupted).")
     return train(run, progress=progress)
 
 

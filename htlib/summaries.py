@@ -1,0 +1,108 @@
+"""What the committed runs say, as Markdown rendered from the result files.
+
+The notebooks end with a section on the committed results; every number in it comes from here,
+computed from `results/`, so the prose cannot drift from the files. Interpretation that holds
+whatever the numbers are stays in the notebooks' own Markdown.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from htlib.report import KERNEL_VARIATION_BAND, PAPER_EPISODES, semi_verdicts, verdicts
+
+KEYS_SEMI = ["method", "train_unlabelled", "test_unlabelled", "test_distractors"]
+
+
+def _devices(table: pd.DataFrame) -> str:
+    return ", ".join(sorted(table["device"].astype(str).unique()))
+
+
+def _budget(table: pd.DataFrame) -> str:
+    """'300 steps × 4 episodes = 1,200 training episodes' when every row shares one budget."""
+    steps, seen = table["steps"].unique(), table["episodes_seen"].unique()
+    if len(steps) == 1 and len(seen) == 1 and steps[0]:
+        per_step = int(seen[0]) // int(steps[0])
+        return f"{int(steps[0]):,} steps × {per_step} episodes = {int(seen[0]):,} training episodes"
+    return f"{int(seen.min()):,}-{int(seen.max()):,} training episodes"
+
+
+def sweep_summary(table: pd.DataFrame, profile: str, grid_cells: int) -> str:
+    """The budget, completeness and computed verdicts of one committed sweep."""
+    if table.empty:
+        return f"**`{profile}`**: no committed sweep table."
+    others = tuple(m for m in ("ht-logits", "protonet") if m in set(table["method"]))
+    head = (f"**`{profile}`, on {_devices(table)}**: {_budget(table)} per cell; {len(table)} of {grid_cells} "
+            f"cells finished, {table['wall_seconds'].sum() / 60:.0f} min of cell time; "
+            f"{int(table['test_episodes'].min())} test episodes per cell.")
+    return "\n".join([head, ""] + [f"* {line}" for line in verdicts(table, "ht-all", others)])
+
+
+def device_agreement(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Conditions of a semi-supervised table matched with the same run on another device: the
+    difference in points and whether it lies within the combined 95% CI."""
+    both = table.merge(other, on=KEYS_SEMI, suffixes=("", "_other"))
+    both["difference (points)"] = (100 * (both.test_accuracy - both.test_accuracy_other)).round(2)
+    both["within CI"] = both["difference (points)"].abs() <= 100 * (both.ci95 ** 2 + both.ci95_other ** 2) ** 0.5
+    return both
+
+
+def semi_summary(table: pd.DataFrame, other_device: pd.DataFrame | None = None,
+                 attention: pd.DataFrame | None = None) -> str:
+    """The setting, computed verdicts, attention shares and cross-device check of the semi experiment.
+
+    attention: rows (model, tokens, attention share, uniform) as notebook 04 measures them.
+    """
+    if table.empty:
+        return "No committed semi-supervised table."
+    arm_episodes = (table["episodes_seen"] - table["base_episodes"]).unique()
+    arms = table.groupby(["method", "train_unlabelled"]).ngroups
+    head = (f"Setting: {table['ways'].iloc[0]}-way {table['shots'].iloc[0]}-shot {table['dataset'].iloc[0]}, "
+            f"C = {table['channels'].iloc[0]}, seed {table['seed'].iloc[0]}. Each arm continues its base "
+            f"({int(table['base_episodes'].max()):,} training episodes) for "
+            f"{', '.join(f'{int(e):,}' for e in arm_episodes)} more; {int(table['test_episodes'].min())} test "
+            f"episodes per condition. {arms} arms and {len(table)} tests on {_devices(table)}.")
+    lines = [head, ""] + [f"* {line}" for line in semi_verdicts(table)]
+    if attention is not None and not attention.empty:
+        trained = attention[attention["model"] == attention["model"].iloc[-1]]
+        shares = "; ".join(f"{r['tokens']}: {r['attention share']:.1%} (uniform {r['uniform']:.1%})"
+                           for _, r in trained.iterrows())
+        lines.append(f"* Attention of the logits placeholders, {trained['model'].iloc[0]}: {shares}.")
+    if other_device is not None and not other_device.empty:
+        both = device_agreement(table, other_device)
+        lines.append(f"* The same experiment on {_devices(other_device)}: {int(both['within CI'].sum())} of "
+                     f"{len(both)} conditions agree within their combined 95% CI.")
+    return "\n".join(lines)
+
+
+def single_run_summary(result: dict, metrics: pd.DataFrame, own_share: float, variation: dict[str, float],
+                       paper_accuracy: float | None) -> str:
+    """Accuracy, learning curve, attention and kernel variation of one committed single run."""
+    per_step = result["episodes_seen"] // max(1, result["steps"])
+    acc, ci = 100 * result["test_accuracy"], 100 * result["ci95"]
+    lines = [f"Numbers from the committed `{result['profile']}` run ({result['method']}, "
+             f"{result['ways']}-way {result['shots']}-shot {result['dataset']}, C = {result['channels']}, "
+             f"seed {result['seed']}): {result['steps']:,} steps × {per_step} episodes = "
+             f"{result['episodes_seen']:,} training episodes, {result['wall_seconds']:,.0f} s on {result['device']}.",
+             ""]
+    paper = (f", against {paper_accuracy}% in the paper after {PAPER_EPISODES:,} training episodes "
+             f"({result['episodes_seen'] / PAPER_EPISODES:.1%} of them here)" if paper_accuracy else "")
+    lines.append(f"* **Accuracy:** {acc:.2f}% ± {ci:.2f}% over {result['test_episodes']} test episodes{paper}.")
+    val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else pd.DataFrame()
+    if len(val) >= 4:
+        late = val[val["step"] >= val["step"].max() * 3 / 4]
+        rise = 100 * (late["val_accuracy"].iloc[-1] - late["val_accuracy"].iloc[0])
+        lines.append(f"* **Learning curve:** validation accuracy changed by {rise:+.1f} points over the last "
+                     f"quarter of training ({late['step'].iloc[0]:,} to {late['step'].iloc[-1]:,} steps).")
+    ways = result["ways"]
+    direction = ("more than uniform, so the map is a diagonal, not the paper's stairway" if own_share > 1 / ways
+                 else "less than uniform, the paper's stairway")
+    lines.append(f"* **Attention:** a logits placeholder puts {own_share:.0%} of its attention over the "
+                 f"labelled samples on its own class's samples (uniform: {1 / ways:.0%}): {direction}.")
+    if variation:
+        low, high = min(variation.values()), max(variation.values())
+        band = ("below" if high < KERNEL_VARIATION_BAND[0] else "above" if low > KERNEL_VARIATION_BAND[1]
+                else "about")
+        lines.append(f"* **Kernels:** the generated conv layers lie {100 * low:.1f}-{100 * high:.1f}% from their "
+                     f"mean over tasks ({band} the paper's 10-15%).")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""htlib.summaries: the Markdown about committed runs is computed from the tables it is given."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from htlib.summaries import device_agreement, semi_summary, single_run_summary, sweep_summary
+
+
+def _cell(method, channels, acc, ci=0.01, shots=1):
+    return {"method": method, "shots": shots, "channels": channels, "seed": 0, "test_accuracy": acc, "ci95": ci,
+            "steps": 100, "episodes_seen": 400, "wall_seconds": 60.0, "device": "cpu", "test_episodes": 600}
+
+
+def test_sweep_summary_states_budget_and_the_computed_gaps():
+    table = pd.DataFrame([_cell("ht-all", 4, 0.50), _cell("protonet", 4, 0.40),
+                          _cell("ht-all", 32, 0.60), _cell("protonet", 32, 0.80)])
+    text = sweep_summary(table, "long", grid_cells=48)
+    assert "100 steps × 4 episodes = 400 training episodes per cell; 4 of 48 cells finished, 4 min" in text
+    assert "at the smallest C = 4 the gap is +10.0 ± 1.4 points (better)" in text
+    assert "at the largest C = 32 it is -20.0 ± 1.4 (worse)" in text
+    changed = table.assign(test_accuracy=[0.30, 0.40, 0.60, 0.80])
+    assert "C = 4 the gap is -10.0 ± 1.4 points (worse)" in sweep_summary(changed, "long", 48)
+    assert "no committed sweep" in sweep_summary(pd.DataFrame(), "long", 48)
+
+
+def _semi_row(method, arm, u, acc, distractors=0):
+    return {"method": method, "train_unlabelled": arm, "test_unlabelled": u, "test_distractors": distractors,
+            "test_accuracy": acc, "ci95": 0.005, "ways": 20, "shots": 1, "dataset": "omniglot", "channels": 8,
+            "seed": 0, "base_episodes": 48000, "episodes_seen": 50400, "test_episodes": 600, "device": "cpu"}
+
+
+def test_semi_summary_and_the_device_check():
+    table = pd.DataFrame([_semi_row("ht-all", a, u, acc) for a, u, acc in
+                          [(0, 0, 0.80), (0, 5, 0.70), (5, 0, 0.80), (5, 5, 0.85)]])
+    text = semi_summary(table)
+    assert "continues its base (48,000 training episodes) for 2,400 more; 600 test episodes" in text
+    assert "ht-all (trained with U = 5): the best change against U_test = 0 is +5.0 ± 0.7 points" in text
+    assert "arm trained with U = 5 minus the control is +15.0 ± 0.7 points (better)" in text
+    other = table.assign(test_accuracy=[0.80, 0.70, 0.80, 0.80], device="gpu")
+    both = device_agreement(table, other)
+    assert both["within CI"].tolist() == [True, True, True, False]
+    assert "on gpu: 3 of 4 conditions agree" in semi_summary(table, other)
+    shares = pd.DataFrame([{"model": "trained with U = 5", "tokens": "labelled, own class",
+                            "attention share": 0.7, "uniform": 0.05}])
+    assert "labelled, own class: 70.0% (uniform 5.0%)" in semi_summary(table, None, shares)
+
+
+def test_single_run_summary_reads_accuracy_curve_attention_and_kernels():
+    result = {"profile": "quick", "method": "ht-all", "ways": 20, "shots": 1, "dataset": "omniglot", "channels": 8,
+              "seed": 0, "steps": 3000, "episodes_seen": 48000, "wall_seconds": 864.0, "device": "cpu",
+              "test_accuracy": 0.8075, "ci95": 0.0056, "test_episodes": 600}
+    metrics = pd.DataFrame({"step": [750, 1500, 2250, 3000], "val_accuracy": [0.5, 0.7, 0.80, 0.83]})
+    text = single_run_summary(result, metrics, own_share=0.71, variation={"conv0": 0.012, "conv1": 0.15},
+                              paper_accuracy=96.2)
+    assert "3,000 steps × 16 episodes = 48,000 training episodes, 864 s on cpu" in text
+    assert "80.75% ± 0.56% over 600 test episodes, against 96.2% in the paper" in text and "(1.2% of them" in text
+    assert "changed by +3.0 points over the last quarter" in text
+    assert "71% of its attention" in text and "not the paper's stairway" in text
+    assert "1.2-15.0% from their mean over tasks (about the paper's" in text
+    stairway = single_run_summary(result, metrics, own_share=0.01, variation={"conv0": 0.01}, paper_accuracy=None)
+    assert "the paper's stairway" in stairway and "not the paper's" not in stairway and "below the paper's" in stairway
