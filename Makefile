@@ -7,7 +7,7 @@ DATASET ?= omniglot
 DEVICE  ?= auto
 CI_NOTEBOOKS := build/notebooks-ci
 
-.PHONY: setup run test unit notebooks-ci nbval lab download clean
+.PHONY: setup run test unit notebooks-ci nbval nbval-committed notebooks lab download clean
 
 setup: $(VENV)/.installed  ## create .venv and install htlib with its test tools
 
@@ -23,7 +23,7 @@ download: setup  ## fetch Omniglot, verified, into $HTLIB_DATA or ./data (HTLIB_
 run: setup  ## main job: every notebook end to end with papermill (PROFILE, DATASET, DEVICE); fetches Omniglot if missing
 	$(PY) -m htlib notebooks --profile $(PROFILE) --dataset $(DATASET) --device $(DEVICE)
 
-test: unit nbval  ## unit tests, then every notebook at the ci profile (papermill), checked by nbval
+test: unit nbval nbval-committed  ## unit tests; every notebook at ci (papermill, nbval); the committed notebooks under strict nbval
 
 unit: setup  ## pytest: htlib's unit tests and the papermill runs of the notebooks
 	$(PY) -m pytest -q
@@ -31,6 +31,12 @@ unit: setup  ## pytest: htlib's unit tests and the papermill runs of the noteboo
 nbval: setup  ## re-execute the papermill outputs (ci parameters injected) under nbval
 	@test -n "$$(ls $(CI_NOTEBOOKS)/*.ipynb 2>/dev/null)" || { echo "run 'make unit' first: no notebooks in $(CI_NOTEBOOKS)"; exit 1; }
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(CI_NOTEBOOKS)/*.ipynb
+
+nbval-committed: setup  ## re-execute notebooks/*.ipynb and compare every output with the committed one
+	$(PY) -m pytest -q --nbval -p no:cacheprovider --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
+
+notebooks: setup  ## refresh the committed notebooks in place (their outputs) after a change of code or results
+	$(PY) -m htlib notebooks --in-place
 
 lab: setup  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

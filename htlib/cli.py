@@ -18,8 +18,11 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _notebooks(args: argparse.Namespace) -> None:
-    from htlib.tools.notebooks import run_notebooks
+    from htlib.tools.notebooks import refresh_committed, run_notebooks
 
+    if args.in_place:
+        refresh_committed(args.only, offline=args.offline)
+        return
     run_notebooks(args.profile, args.dataset, args.data_dir, args.device, args.out, args.only,
                   offline=args.offline)
 
@@ -188,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", default=None, help="notebook name prefixes, e.g. 01 03")
     p.add_argument("--offline", action="store_true",
                    help="never download: stop with instructions when Omniglot is missing (also HTLIB_OFFLINE=1)")
+    p.add_argument("--in-place", action="store_true",
+                   help="re-execute notebooks/*.ipynb in place at their defaults (the committed outputs)")
     p.set_defaults(func=_notebooks)
 
     p = _command(commands, "train", help="train one method; resumable from RUN_DIR/checkpoint.pt")

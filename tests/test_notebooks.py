@@ -100,3 +100,51 @@ def test_a_bad_parameter_fails_in_the_first_code_cell_with_the_cli_message(tmp_p
     first = next(i for i, t in enumerate(tags) if not {"parameters", "injected-parameters"} & set(t))
     assert any(o.get("output_type") == "error" for o in code[first].get("outputs", [])), \
         "the error must come from the first code cell after the parameters"
+
+
+# ---------------------------------------------------------------- the committed notebooks
+
+
+@pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda p: p.name)
+def test_committed_notebooks_are_executed_and_show_their_figures_on_a_code_host(notebook):
+    """Committed with the outputs of `make notebooks`; their figures survive an HTML rendering."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "run `make notebooks`: a code cell has no output"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert [n for n in range(1, len(code) + 1)] == [c.execution_count for c in code], "executed top to bottom"
+    figures = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert html.count('src="data:image/png;base64,') == figures
+    shown = figures + sum("text/html" in o.get("data", {}) for c in code for o in c.outputs)
+    assert shown > 0, "a teaching notebook shows at least one figure or table"
+
+
+def test_strict_nbval_fails_when_a_shown_number_changes(tmp_path, omniglot_data_dir):
+    """The committed outputs are a contract: change one digit of a shown number and nbval fails."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    source = NOTEBOOK_DIR / "05_results_vs_paper.ipynb"  # the fastest notebook to re-execute
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and re.search(r"\d", out["text"]):
+                out["text"] = re.sub(r"\d", lambda m: str((int(m.group()) + 1) % 10), out["text"], count=1)
+                break
+        else:
+            continue
+        break
+    else:
+        pytest.fail("no printed number in notebook 05 to change")
+    changed = tmp_path / source.name
+    nbformat.write(nb, changed)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval", "-p", "no:cacheprovider",
+                           "--nbval-sanitize-with", str(Path(__file__).with_name("nbval_sanitize.cfg")), str(changed)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "HTLIB_DATA": str(omniglot_data_dir)})
+    assert done.returncode != 0 and "mismatch" in done.stdout, done.stdout[-2000:]

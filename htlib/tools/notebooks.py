@@ -13,7 +13,7 @@ from htlib.data.paths import OFFLINE_ENV, PROJECT_ROOT
 from htlib.data.paths import offline as is_offline
 from htlib.errors import ConfigError
 from htlib.profiles import get_profile
-from htlib.utils import resolve_device
+from htlib.utils import resolve_device, write_atomic
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 OFFLINE_DEMO = "make run DATASET=synthetic   (or: python -m htlib notebooks --dataset synthetic)"
@@ -93,3 +93,26 @@ def run_notebooks(
         print(f"[htlib] {book.name} done in {time.perf_counter() - start:.0f} s", flush=True)
         done.append(target)
     return done
+
+
+def refresh_committed(only: list[str] | None = None, *, offline: bool = False,
+                      source: str | None = None) -> list[Path]:
+    """Re-execute the notebooks in place at their own defaults, which read the committed results.
+
+    The notebooks are committed with these outputs, so that a reader on a code host sees every
+    figure and table; CI re-executes them under strict nbval and compares (`make nbval-committed`).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    books = list_notebooks(only)
+    require_dataset("omniglot", None, offline, source)  # the defaults read Omniglot from HTLIB_DATA / data/
+    for book in books:
+        start = time.perf_counter()
+        nb = nbformat.read(book, as_version=4)
+        NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
+        nb.metadata.pop("widgets", None)  # progress-bar state: noise in a diff, useless on a code host
+        write_atomic(book, lambda tmp: nbformat.write(nb, str(tmp)))
+        print(f"[htlib] {book.name} refreshed in place in {time.perf_counter() - start:.0f} s", flush=True)
+    return books
