@@ -7,7 +7,7 @@ DATASET ?= omniglot
 DEVICE  ?= auto
 CI_NOTEBOOKS := build/notebooks-ci
 
-.PHONY: setup run test unit notebooks-ci nbval nbval-committed notebooks lab download clean
+.PHONY: setup run test unit notebooks-ci nbval nbval-committed notebooks lab download readme clean
 
 setup: $(VENV)/.installed  ## create .venv and install htlib with its test tools
 
@@ -40,6 +40,9 @@ notebooks: setup  ## refresh the committed notebooks in place (their outputs) af
 
 lab: setup  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
+
+readme: setup  ## rewrite README.md's result sections from results/ (python -m htlib readme; --check only compares)
+	$(PY) -m htlib readme
 
 clean:  ## remove executed notebooks and caches (not the datasets)
 	rm -rf build runs/notebooks data/cache .pytest_cache

@@ -159,6 +159,13 @@ def _semi(args: argparse.Namespace) -> None:
     print(f"{len(table)} rows in {spec.table_path}")
 
 
+def _readme(args: argparse.Namespace) -> None:
+    from htlib.tools.readme import update
+
+    if update(check=args.check):
+        raise SystemExit(1)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default beside its meaning, but not the noise of "default: None"."""
 
@@ -244,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="U per class at test, one test each")
     p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
     p.set_defaults(func=_semi)
+
+    p = _command(commands, "readme", help="rewrite README.md's result sections from the files in results/")
+    p.add_argument("--check", action="store_true",
+                   help="only compare: exit 1 with a short diff when README.md disagrees with results/")
+    p.set_defaults(func=_readme)
     return parser
 
 

@@ -1,0 +1,531 @@
+"""README.md's result sections, rendered from the files in `results/`.
+
+The README's numbers used to be typed by hand from the result files and would go stale without
+anyone noticing. Now each result section sits between `<!-- results:NAME -->` and
+`<!-- /results:NAME -->`, and `python -m htlib readme` (`make readme`) rewrites it from the files;
+`--check` and tests/test_readme.py fail when the README and the files disagree.
+
+The `render_*` functions take tables and dicts and return Markdown, so tests can feed them small
+hand-made tables; `load` is the thin layer that reads the files. Wording that holds whatever the
+numbers are is fixed text here; every sentence whose truth depends on the numbers is chosen by them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from htlib.data.paths import PROJECT_ROOT
+from htlib.errors import UserError
+from htlib.methods import METHODS, method_label
+from htlib.report import PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps, unlabelled_gains
+from htlib.summaries import device_agreement
+from htlib.utils import write_text_atomic
+
+PROFILE, DATASET = "quick", "omniglot"  # the single runs and the semi-supervised experiment
+SWEEP_PROFILES = ("quick", "long")
+GPU_LOG = "results/gpu/gpu_job_h100.log"
+SEMI_OTHER = "results/gpu/semi_quick_omniglot_h100.csv"  # the semi-supervised runs again, on a GPU
+PAPER_NOTES = "docs/paper.md"
+
+# How the README's prose calls the methods (others: htlib.methods' labels).
+NAMES = {"ht-all": "HT, all layers", "ht-logits": "HT, logits only", "protonet": "ProtoNet",
+         "protonet-softkmeans": "ProtoNet + soft k-means"}
+# The single runs' table: one row per method, in this order; the first row also names the task.
+RUN_ROWS = {"ht-all": "HT, all layers generated", "ht-logits": "HT, logits layer only generated",
+            "protonet": "ProtoNet on the same CNN",
+            "maml": "MAML (second order, 5 inner steps, lr 0.1) on the same CNN"}
+# The sweep table's method column, where it says more than the method's name.
+SWEEP_NAMES = {"maml": "maml (2nd order, 5 steps)"}
+# The paper's claim of finding 1 (generate all layers), by the status htlib.report.findings gives it.
+CLAIM = {"reproduced": "the paper's claim holds at small C and fades with size",
+         "partly": "the paper's claim holds only in part",
+         "not reproduced": "the paper's claim is **not** reproduced"}
+VERB = {"better": "beats", "worse": "trails", "no clear difference": "does not clearly differ from"}
+
+
+class ReadmeError(UserError, ValueError):
+    """README.md's markers, or a result file, are not as the rendering needs them."""
+
+
+@dataclass
+class Results:
+    """Everything the README's result sections are rendered from."""
+    single_runs: dict[str, dict]  # result.json of each single run, by method
+    sweeps: dict[str, pd.DataFrame]  # the CNN-size sweep tables, by profile
+    semi: pd.DataFrame  # the semi-supervised table
+    semi_train_seconds: dict[tuple[str, int], float]  # training time of each semi arm, by (method, U)
+    semi_other: pd.DataFrame  # the semi-supervised table of the same runs on another device
+    gpu_log: str  # the GPU job's log
+    paper_test_tasks: int  # test tasks behind the paper's numbers
+
+
+# ---- formatting ----
+
+def _signed(points: float) -> str:
+    """'+2.4' or '−9.5' with a true minus sign, as the README's prose writes them; never '−0.0'."""
+    return f"{round(points, 1) + 0.0:+.1f}".replace("-", "−")
+
+
+def _gap(row) -> str:
+    """A difference of two accuracies (fractions) in points with its 95% CI: '+2.4 ± 0.8'."""
+    return f"{_signed(100 * row.gap)} ± {100 * row.ci95:.1f}"
+
+
+def _change(row) -> str:
+    """'gains +6.5 ± 0.8 points' or 'loses 0.9 ± 0.8 points'."""
+    if round(100 * row.gap, 1) >= 0:
+        return f"gains {_gap(row)} points"
+    return f"loses {-100 * row.gap:.1f} ± {100 * row.ci95:.1f} points"
+
+
+def _one(values: pd.Series, what: str):
+    """The one value a column holds: the README states one budget, one seed, ... per table."""
+    unique = sorted(pd.unique(values))
+    if len(unique) != 1:
+        raise ReadmeError(f"{what}: the results hold several values {unique}, the README's sentence states one")
+    return unique[0].item() if hasattr(unique[0], "item") else unique[0]
+
+
+def _hardware(device: str) -> str:
+    """'CPU', or a GPU's model: 'NVIDIA H100 80GB HBM3' -> 'H100'."""
+    return "CPU" if device == "cpu" else device.removeprefix("NVIDIA ").split()[0]
+
+
+def _on(device: str) -> str:
+    return "the project's CPU" if device == "cpu" else f"one {_hardware(device)}"
+
+
+def _dataset(name: str) -> str:
+    return {"omniglot": "Omniglot", "miniimagenet": "miniImageNet"}.get(name, name)
+
+
+def _paper_name(label: str) -> str:
+    """PAPER_REPORTED's 'MAML++, C = 64 (paper)' -> 'MAML++ with C = 64'."""
+    return label.removesuffix(" (paper)").replace(", ", " with ")
+
+
+def _list(items) -> str:
+    return ", ".join(str(i) for i in items)
+
+
+def _wrap(text: str, bullet: bool = False) -> str:
+    """Prose wrapped at 100 characters as the README's hand-written paragraphs are (a bullet: '- ',
+    then indented), so that a regenerated section reads like the rest of the file's source. '± 0.8',
+    'C = 4' and '20 s' stay on one line."""
+    text = re.sub(r" ± | = |(?<=\d) (?=s\b|min\b|MiB\b)", lambda m: m.group().replace(" ", "\0"), text)
+    return textwrap.fill(("- " if bullet else "") + text, width=100, subsequent_indent="  " if bullet else "",
+                         break_long_words=False, break_on_hyphens=False).replace("\0", " ")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + ["| " + " | ".join(r) + " |"
+                                                                             for r in rows]
+
+
+# ---- the sections ----
+
+def render_single_runs(runs: dict[str, dict], paper_test_tasks: int) -> str:
+    """The single runs of notebook 02 beside the paper's number, and what their gaps say."""
+    order = [m for m in RUN_ROWS if m in runs] + sorted(m for m in runs if m not in RUN_ROWS)
+    first = runs[order[0]]
+    best = max(r["test_accuracy"] for r in runs.values())
+    rows = []
+    for method in order:
+        r = runs[method]
+        same = method != order[0] and _task(r) == _task(first) and _budget(r) == _budget(first)
+        accuracy = f"{100 * r['test_accuracy']:.2f}% ± {100 * r['ci95']:.2f}%"
+        rows.append([f"{RUN_ROWS.get(method, method_label(method))}, "
+                     + ("same task and budget" if same else _task(r)), f"`{r['profile']}`",
+                     f"**{accuracy}**" if r["test_accuracy"] == best else accuracy, str(r["test_episodes"]),
+                     (f"{r['episodes_seen']:,} episodes" if same
+                      else f"{_budget(r)} = {r['episodes_seen']:,} episodes"),
+                     f"{_hardware(r['device'])}, {r['wall_seconds']:,.0f} s"])
+    paper = PAPER_REPORTED.get((first["dataset"], first["ways"], first["shots"]), {})
+    if "HT (paper)" in paper:
+        rows.append([f"paper ({PAPER_NOTES}), HT on the same task", f"{PAPER_EPISODES / 1e6:g}M single-episode steps",
+                     f"{paper['HT (paper)']}%", f"{paper_test_tasks} (no CI)", f"{PAPER_EPISODES:,} episodes", ""])
+    table = _table(["run", "profile", "test accuracy (95% CI)", "test episodes", "training", "hardware, wall time"],
+                   rows)
+    return "\n".join(table + ["", _wrap(_single_runs_prose(runs, paper))])
+
+
+def _task(r: dict) -> str:
+    return (f"{_dataset(r['dataset'])} {r['ways']}-way {r['shots']}-shot, C={r['channels']}, seed {r['seed']}")
+
+
+def _budget(r: dict) -> str:
+    return f"{r['steps']:,} steps x {r['episodes_seen'] // r['steps']} episodes"
+
+
+def _single_runs_prose(runs: dict[str, dict], paper: dict) -> str:
+    table = pd.DataFrame(runs.values())
+    text = (f"All `{_one(table.profile, 'profile')}` rows are scored on the same "
+            f"{_one(table.test_episodes, 'test episodes')} test episodes (fixed seed), one training seed each.")
+    g = gaps(table, "ht-all", tuple(m for m in ("ht-logits", "protonet") if m in runs)).set_index("versus")
+    if g.empty:
+        return text
+    point = "already point" if g.verdict.eq("better").all() else "do not all point"
+    parts = []
+    for other, what in (("ht-logits", "generating the logits layer only"), ("protonet", "ProtoNet's fixed embedding")):
+        if other in g.index:
+            parts.append(f"{VERB[g.loc[other].verdict]} {what} ({_gap(g.loc[other])} points)")
+    text += (f" At this one size (C={_one(table.channels, 'C')}, {_one(table.shots, 'shots')}-shot) they {point} "
+             f"the paper's way: generating every layer {' and '.join(parts)}")
+    maml = [label for label in paper if label.startswith("MAML++")]
+    if "maml" in runs and runs["maml"]["test_accuracy"] == table.test_accuracy.min():
+        text += "; MAML with this tiny CNN learns slowly at this budget"
+        if maml:
+            text += (f" (the paper's {_paper_name(maml[0])} reaches {paper[maml[0]]}% after far longer "
+                     f"training)")
+    return text + "."
+
+
+def render_budget(runs: dict[str, dict]) -> str:
+    """How much of the paper's training the single HT run saw."""
+    r = runs["ht-all"]
+    hardware = "a CPU" if r["device"] == "cpu" else _on(r["device"])
+    return _wrap(f"The `{r['profile']}` run sees {r['episodes_seen'] / PAPER_EPISODES:.1%} of the paper's training "
+                 f"episodes; its learning curve (notebook 02, `results/runs/{r['profile']}/...`) is still rising "
+                 f"slowly at the end. It shows that the method learns on {hardware}, not the paper's final number.")
+
+
+def render_sweep(sweeps: dict[str, pd.DataFrame], gpu_log: str = "") -> str:
+    """Notebook 03's CNN-size sweeps: their budgets, one accuracy table, and what the gaps say.
+
+    Bold marks the most accurate method of a column (shots, C) among the cells of the sweep with
+    the most training, where it compared more than one method.
+    """
+    sweeps = {p: t for p, t in sweeps.items() if not t.empty}
+    every = pd.concat(sweeps.values())
+    channels = sorted(every.channels.unique())
+    grid = every.shots.nunique() * len(channels)  # cells of one method
+    windows = {p: (int(w), float(m)) for p, w, m in
+               re.findall(r"^== sweep (\w+): (\d+) workers, new cells for ([\d.]+) min", gpu_log, re.MULTILINE)}
+    seeds = sorted(every.seed.unique())
+    top = max(sweeps, key=lambda p: sweeps[p].episodes_seen.max())
+    head = [(f"Test accuracy (%) ± 95% CI, {_one(every.ways, 'ways')}-way {_dataset(_one(every.dataset, 'dataset'))}, "
+             f"seed{'s' if len(seeds) > 1 else ''} {_list(seeds)}, {_one(every.test_episodes, 'test episodes')} test "
+             f"episodes per cell (the same for every method).")]
+    head += [_sweep_budget(p, t, grid * t.method.nunique(), windows.get(p)) for p, t in sweeps.items()]
+    head.append(f"Blank: not run; bold: the best `{top}` cell of a column.")
+    lines = [_wrap(" ".join(head))]
+    lines += [""] + _sweep_table(sweeps, channels, top) + [""]
+    by_training = sorted(sweeps, key=lambda p: -sweeps[p].episodes_seen.max())  # the most trained first
+    lines += [_wrap(_sweep_bullet(p, sweeps[p], p == by_training[-1] and len(sweeps) > 1), bullet=True)
+              for p in by_training]
+    lines.append(_wrap(_paper_scale(every), bullet=True))
+    return "\n".join(lines)
+
+
+def _sweep_budget(profile: str, t: pd.DataFrame, cells: int, window: tuple[int, float] | None) -> str:
+    """One sweep's budget and hardware, and how much of it finished (window: workers, minutes)."""
+    steps = _one(t.steps, f"{profile} steps")
+    text = (f"`{profile}`: {steps:,} steps x {_one(t.episodes_seen, f'{profile} episodes') // steps} episodes "
+            f"per cell on {_on(_one(t.device, f'{profile} device'))}")
+    if window:
+        text += f", {window[0]} cells at a time"
+    if len(t) == cells:
+        return (text + f", the whole {cells}-cell sweep in {t.wall_seconds.sum():,.0f} s "
+                f"({t.wall_seconds.sum() / 60:.0f} min) of cell time.")
+    return text + f", {len(t)} of {cells} cells finished" + (f" in a {window[1]:.0f}-minute window." if window else ".")
+
+
+def _sweep_table(sweeps: dict[str, pd.DataFrame], channels: list[int], top: str) -> list[str]:
+    rows = []
+    for shots in sorted(pd.concat(sweeps.values()).shots.unique()):
+        for profile, t in sweeps.items():
+            t = t[t.shots == shots]
+            if t.empty:
+                continue
+            grid = accuracy_grid(t)
+            mean = t.groupby(["channels", "method"]).test_accuracy.mean()
+            for method in sorted(t.method.unique(), key=_method_order):
+                cells = []
+                for c in channels:
+                    cell = grid.loc[(shots, method)].get(f"C={c}")
+                    column = mean.xs(c, level="channels") if c in t.channels.values else pd.Series()
+                    bold = profile == top and len(column) > 1 and column.get(method) == column.max()
+                    cells.append("" if pd.isna(cell) else f"**{cell}**" if bold else cell)
+                rows.append([str(shots), f"`{profile}` {SWEEP_NAMES.get(method, method)}", *cells])
+    return _table(["shots", "method", *(f"C={c}" for c in channels)], rows)
+
+
+def _sweep_bullet(profile: str, t: pd.DataFrame, least_training: bool) -> str:
+    """What one sweep says about the paper's claim, from htlib.report's gaps and finding 1."""
+    others = tuple(m for m in ("ht-logits", "protonet") if m in set(t.method))
+    g = gaps(t, "ht-all", others)
+    ways = _one(t.ways, "ways")
+    status = findings({profile: t}, pd.DataFrame(), None, None, profile, ways).set_index("finding").loc[1, "status"]
+    claim = CLAIM.get(status, "the sweep does not test the paper's claim")
+    text = (f"`{profile}` ({_hardware(_one(t.device, 'device'))}, {_one(t.episodes_seen, 'episodes'):,} training "
+            f"episodes per cell; chance is {100 / ways:.0f}%): {claim}.")
+    if g.empty:
+        return text
+    smallest = g.channels.min()
+    small = g[g.channels == smallest]
+    parts = []
+    for other in others:
+        rows = small[small.versus == other]
+        verbs = set(rows.verdict)
+        verb = VERB[verbs.pop()] if len(verbs) == 1 else "differs from"
+        parts.append(f"{verb} {_against(other)} by "
+                     + " and ".join(f"{_gap(r)} points ({r.shots}-shot)" for r in rows.itertuples()))
+    text += f" At C = {smallest} generating all layers {', and '.join(parts)}."
+    for other in others:
+        by_shots = {}
+        for shots, rows in g[g.versus == other].groupby("shots"):
+            by_shots.setdefault(_where(rows.sort_values("channels")), []).append(f"{shots}-shot")
+        text += (f" Against {_against(other)} it is "
+                 + "; ".join(f"{where} ({' and '.join(shots)})" for where, shots in by_shots.items()) + ".")
+    if least_training:
+        text += " At this budget the sweep shows speed of learning more than final accuracy."
+    return text
+
+
+def _method_order(method: str) -> int:
+    """htlib.methods' order (HT first, MAML last), unknown names after it."""
+    return list(METHODS).index(method) if method in METHODS else len(METHODS)
+
+
+def _against(method: str) -> str:
+    return "generating the logits only" if method == "ht-logits" else NAMES.get(method, method)
+
+
+def _where(rows: pd.DataFrame) -> str:
+    """Where HT-all is ahead / behind a baseline across C: 'ahead at C = 4, 6 (+15.9, +6.6) and behind at C = 16'."""
+    ahead, behind, level = (rows[rows.verdict == v] for v in ("better", "worse", "no clear difference"))
+    if len(ahead) == len(rows) or len(behind) == len(rows):
+        return f"{'ahead' if len(ahead) else 'behind'} at every C"
+    parts = []
+    if len(ahead):
+        parts.append(f"ahead at C = {_list(ahead.channels)} ({_list(_signed(100 * x) for x in ahead.gap)})")
+    if len(level):
+        parts.append(f"level at C = {_list(level.channels)}")
+    if len(behind):
+        parts.append(f"behind at C = {_list(behind.channels)}")
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
+def _paper_scale(table: pd.DataFrame) -> str:
+    shots = sorted(table.shots.unique())
+    paper = {s: PAPER_REPORTED.get((_one(table.dataset, "dataset"), _one(table.ways, "ways"), s), {}) for s in shots}
+    labels = list(dict.fromkeys(label for numbers in paper.values() for label in numbers))
+    parts = []
+    for label in labels:
+        numbers = " and ".join(f"{paper[s][label]}% ({s}-shot)" for s in shots if label in paper[s])
+        after = f" after {PAPER_EPISODES / 1e6:g}M episodes" if label == "HT (paper)" else ""
+        parts.append(f"{_paper_name(label)}: {numbers}{after}")
+    return f"Paper, for scale ({PAPER_NOTES}): {'; '.join(parts)}."
+
+
+def render_semi(table: pd.DataFrame, train_seconds: dict[tuple[str, int], float],
+                other: pd.DataFrame | None = None) -> str:
+    """Notebook 04's semi-supervised runs: setting, one accuracy table, and what the gains say.
+
+    train_seconds: each arm's training time, by (method, U in training); a row's wall_seconds is
+    its arm's training plus that one test (htlib.experiments.semi), so the total counts each
+    training once.
+    """
+    arms = table.groupby(["method", "train_unlabelled"])
+    seconds = sum(train_seconds[arm] + (rows.wall_seconds - train_seconds[arm]).sum() for arm, rows in arms)
+    steps = _one(table.steps, "steps")
+    trained_u = _one(table.train_unlabelled[table.train_unlabelled > 0], "U in training")
+    per_step = _one(table.episodes_seen - table.base_episodes, "episodes") // steps
+    lines = [_wrap(
+        f"{_one(table.ways, 'ways')}-way {_one(table.shots, 'shots')}-shot {_dataset(_one(table.dataset, 'dataset'))}, "
+        f"C = {_one(table.channels, 'C')}, seed {_one(table.seed, 'seed')}, `{_one(table.profile, 'profile')}`. Each "
+        f"method's supervised run above is continued for {steps:,} steps x {per_step} episodes, once with "
+        f"U = {trained_u} unlabelled samples per class in training, once without (the control), and tested with U "
+        f"unlabelled samples per class ({_one(table.test_episodes, 'test episodes')} episodes each). All "
+        f"{arms.ngroups} arms and {len(table)} tests: {seconds:,.0f} s of training and testing on "
+        f"{_on(_one(table.device, 'device'))}. Test accuracy (%) ± 95% CI:"), ""]
+    tests = sorted(set(zip(table.test_distractors, table.test_unlabelled)))
+    header = ["method", "trained with"] + [f"U={u}" if d == 0 else f"U={u} + {d} distractor classes" for d, u in tests]
+    cells = table.set_index(["method", "train_unlabelled", "test_distractors", "test_unlabelled"])
+    rows = []
+    for method in sorted(table.method.unique(), key=_method_order):
+        for arm in sorted(table.train_unlabelled[table.method == method].unique(), reverse=True):
+            keys = [(method, arm, d, u) for d, u in tests]
+            rows.append([NAMES.get(method, method_label(method)), f"U = {arm}" if arm else "U = 0 (control)"]
+                        + [f"{100 * cells.loc[k].test_accuracy:.1f} ± {100 * cells.loc[k].ci95:.1f}"
+                           if k in cells.index else "" for k in keys])
+    lines += _table(header, rows) + [""] + [_wrap(b, bullet=True) for b in _semi_bullets(table, trained_u, other)]
+    return "\n".join(lines)
+
+
+def _semi_bullets(table: pd.DataFrame, trained_u: int, other: pd.DataFrame | None) -> list[str]:
+    ways, shots, profile = _one(table.ways, "ways"), _one(table.shots, "shots"), _one(table.profile, "profile")
+    status = findings({}, table, None, None, profile, ways).set_index("finding").loc[2, "status"]
+    gains = unlabelled_gains(table)
+    top_u = gains.test_unlabelled.max()
+    control = gains[(gains.train_unlabelled == 0) & (gains.test_unlabelled == top_u)].set_index("method")
+    ht = [m for m in control.index if m.startswith("ht-")]
+    bullets = []
+    if ht:
+        trained = gains[(gains.method == "ht-all") & (gains.train_unlabelled > 0)]
+        best = trained.loc[trained.gap.idxmax()] if len(trained) else None
+        if status == "reproduced":
+            text = "At this budget the HT gains from unlabelled samples"
+        else:
+            text = "At this budget the HT does **not** gain from unlabelled samples"
+        if best is not None:
+            text += (f" (trained with U = {trained_u}, its best change against U = 0 is {_gap(best)} points, "
+                     f"at U = {best.test_unlabelled})")
+        text += f": the paper's claim (2) is {'reproduced' if status == 'reproduced' else 'not reproduced'}."
+        if status != "reproduced":
+            others = (ways - 1) * trained_u
+            text += (f" Trained with them, it learns to ignore them: notebook 04 measures how little attention its "
+                     f"logits placeholders give the {others} unlabelled tokens of other classes, though these make up "
+                     f"{others / (ways * (shots + trained_u)):.0%} of the tokens.")
+        hurts = control.loc[ht].verdict.eq("worse").all()
+        text += (f" Without that training the untrained \"unlabelled\" embedding "
+                 f"{'hurts' if hurts else 'changes accuracy by'}: "
+                 + " and ".join(f"{_gap(control.loc[m])} points ({NAMES.get(m, m)})" for m in ht)
+                 + f" at U = {top_u}.")
+        bullets.append(text)
+    distract = table[table.test_distractors > 0]
+    for method in (m for m in control.index if m not in ht):
+        text = (f"{NAMES.get(method, method)} {_change(control.loc[method])} from U = 0 to U = {top_u} without ever "
+                f"being trained on unlabelled samples")
+        rows = distract[(distract.method == method) & (distract.train_unlabelled == 0)]
+        for r in rows.itertuples():
+            clean = table[(table.method == method) & (table.train_unlabelled == 0) & (table.test_distractors == 0)
+                          & (table.test_unlabelled == r.test_unlabelled)].iloc[0]
+            change = pd.Series({"gap": r.test_accuracy - clean.test_accuracy, "ci95": math.hypot(r.ci95, clean.ci95)})
+            text += f", and {_change(change)} with {r.test_distractors} distractor classes (at U = {r.test_unlabelled})"
+        bullets.append(text + ".")
+    if other is not None and not other.empty:
+        both = device_agreement(table, other)
+        agree = int(both["within CI"].sum())
+        count = f"all {len(both)}" if agree == len(both) else f"{agree} of {len(both)}"
+        bullets.append(f"The same experiment on {_on(_one(other.device, 'device'))} (`{SEMI_OTHER}`) agrees with the "
+                       f"{_hardware(_one(table.device, 'device'))} numbers within the combined CIs in {count} "
+                       f"conditions.")
+    return bullets
+
+
+def render_gpu(log: str) -> str:
+    """What the GPU job's log says: when and where it ran, the notebooks' times, the benchmark."""
+    day = datetime.strptime(log.splitlines()[0].strip(), "%a %b %d %I:%M:%S %p %Z %Y").date()
+    gpu = _hardware(_search(r"^GPU \d+: (.+?) \(UUID", log, "the GPU's name"))
+    torch_version = _search(r"^torch (\S+) cuda", log, "the torch version")
+    ran = re.findall(r"^notebooks/(\d+)_\S+: ran in ([\d.]+) s with \{'profile': '(\w+)', 'device': '(\w+)'\}",
+                     log, re.MULTILINE)
+    bench = {row["variant"]: row for row in (json.loads(line) for line in log.splitlines()
+                                             if line.startswith("{") and '"variant"' in line)}
+    text = (f"One {gpu} was lent to this project on {day.isoformat()}; `benchmarks/gpu_job.sh` ran there "
+            f"(log: `{GPU_LOG}`, torch {torch_version}).")
+    if ran:
+        numbers = [n for n, *_ in ran]
+        consecutive = [int(n) for n in numbers] == list(range(int(numbers[0]), int(numbers[0]) + len(numbers)))
+        names = f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 2 and consecutive else _list(numbers)
+        profile, device = (_one(pd.Series(column), what) for column, what in
+                           zip(list(zip(*ran))[2:], ("profile", "device")))
+        text += (f" Notebooks {names} ran at `{profile}` on {device.upper()} "
+                 f"({', '.join(f'{seconds} s' for _, seconds, *_ in ran)}).")
+    if {"batched", "per-episode loop"} <= set(bench):
+        fast, slow = bench["batched"], bench["per-episode loop"]
+        text += (f" `python -m htlib bench --device cuda` (same setting as below): batched "
+                 f"**{fast['episodes_per_second']:.3g} episodes/s**, per-episode loop "
+                 f"{slow['episodes_per_second']:.3g} episodes/s, **{fast['speedup']:.3g}x**; peak CUDA memory "
+                 f"{fast['peak_memory_mib']:.0f} vs {slow['peak_memory_mib']:.0f} MiB.")
+    text += " The `long` sweep above and the semi-supervised cross-check ran there too."
+    if "04" not in [n for n, *_ in ran]:
+        text += (" Notebook 04 was written after that run and has not been executed on CUDA; its training and tests "
+                 "ran on CUDA through `python -m htlib semi`.")
+    return _wrap(text)
+
+
+def _search(pattern: str, text: str, what: str) -> str:
+    found = re.search(pattern, text, re.MULTILINE)
+    if not found:
+        raise ReadmeError(f"{GPU_LOG}: {what} not found (pattern {pattern!r})")
+    return found.group(1)
+
+
+# ---- files and markers ----
+
+def load(root: Path = PROJECT_ROOT) -> Results:
+    """Read every result file the README's sections need."""
+    results = root / "results"
+
+    def result_files(folder: str) -> list[dict]:
+        return [json.loads(f.read_text()) for f in sorted((results / "runs" / folder).glob("*/result.json"))]
+
+    notes = (root / PAPER_NOTES).read_text(encoding="utf-8")
+    tasks = re.search(r"--num_task_evals=(\d+)", notes)
+    if not tasks:
+        raise ReadmeError(f"{PAPER_NOTES}: the paper's number of test tasks (--num_task_evals=N) not found")
+    return Results(
+        single_runs={r["method"]: r for r in result_files(PROFILE) if r["dataset"] == DATASET},
+        sweeps={p: pd.read_csv(results / f"sweep_{p}_{DATASET}.csv") for p in SWEEP_PROFILES},
+        semi=pd.read_csv(results / f"semi_{PROFILE}_{DATASET}.csv"),
+        semi_train_seconds={(r["method"], r["unlabelled"]): r["wall_seconds"] for r in result_files(f"{PROFILE}-semi")},
+        semi_other=pd.read_csv(root / SEMI_OTHER),
+        gpu_log=(root / GPU_LOG).read_text(encoding="utf-8"),
+        paper_test_tasks=int(tasks.group(1)))
+
+
+def render(results: Results) -> dict[str, str]:
+    """Every generated section of README.md, by marker name."""
+    return {
+        "single-runs": render_single_runs(results.single_runs, results.paper_test_tasks),
+        "sweep": render_sweep(results.sweeps, results.gpu_log),
+        "semi": render_semi(results.semi, results.semi_train_seconds, results.semi_other),
+        "gpu": render_gpu(results.gpu_log),
+        "quick-budget": render_budget(results.single_runs),
+    }
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+
+
+def fill(text: str, sections: dict[str, str]) -> str:
+    """`text` with each section's body replaced between its two markers (each exactly once)."""
+    for name, body in sections.items():
+        start, end = markers(name)
+        for marker in (start, end):
+            if text.count(marker) != 1:
+                raise ReadmeError(f"README.md holds the marker {marker} {text.count(marker)} times; each result "
+                                  f"section needs exactly one {start} ... {end} pair")
+        head, rest = text.split(start)
+        if end not in rest:
+            raise ReadmeError(f"README.md: {end} comes before {start}")
+        text = head + start + "\n\n" + body.strip() + "\n\n" + end + rest.split(end)[1]
+    return text
+
+
+def diff(old: str, new: str, lines: int = 40) -> str:
+    """The first `lines` lines of a unified diff of the README as it is against as rendered."""
+    out = list(difflib.unified_diff(old.splitlines(), new.splitlines(), "README.md (as it is)",
+                                    "README.md (from results/)", n=0, lineterm=""))
+    return "\n".join(out[:lines] + ([f"... {len(out) - lines} more lines"] if len(out) > lines else []))
+
+
+def update(readme: Path | None = None, check: bool = False) -> int:
+    """Rewrite the result sections of `readme` (default: the project's README.md) from the project's
+    result files, or with check only compare. Returns 0 when the README agrees with the files, or
+    has been made to; 1, after a short diff, when check finds a difference."""
+    readme = readme or PROJECT_ROOT / "README.md"
+    old = readme.read_text(encoding="utf-8")
+    new = fill(old, render(load()))
+    if new == old:
+        print(f"{readme.name}: the result sections agree with results/")
+        return 0
+    if not check:
+        write_text_atomic(readme, new)
+        print(f"{readme.name}: result sections rewritten from results/")
+        return 0
+    print(diff(old, new))
+    print(f"{readme.name} disagrees with results/: run `make readme`")
+    return 1

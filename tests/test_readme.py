@@ -1,0 +1,85 @@
+"""README.md's result sections are rendered from results/ (htlib.tools.readme): the committed README
+must agree with the committed files, and the rendering must follow the numbers it is given."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from htlib.data.paths import PROJECT_ROOT
+from htlib.tools.readme import ReadmeError, diff, fill, load, markers, render, render_single_runs, render_sweep, update
+
+README = PROJECT_ROOT / "README.md"
+
+
+def test_the_readme_agrees_with_the_result_files():
+    text = README.read_text(encoding="utf-8")
+    expected = fill(text, render(load()))
+    assert text == expected, f"README.md disagrees with results/: run `make readme`\n{diff(text, expected)}"
+
+
+def _flat(text: str) -> str:
+    """The rendered Markdown with its line wrapping undone, to search for whole phrases."""
+    return " ".join(text.split())
+
+
+def _run(method: str, accuracy: float) -> dict:
+    return {"method": method, "dataset": "omniglot", "ways": 20, "shots": 1, "channels": 8, "seed": 0,
+            "profile": "quick", "steps": 100, "episodes_seen": 1600, "test_accuracy": accuracy, "ci95": 0.005,
+            "test_episodes": 600, "wall_seconds": 12.0, "device": "cpu"}
+
+
+def test_single_runs_follow_the_accuracies():
+    runs = {"ht-all": _run("ht-all", 0.80), "ht-logits": _run("ht-logits", 0.70)}
+    before = _flat(render_single_runs(runs, paper_test_tasks=1024))
+    assert "**80.00% ± 0.50%**" in before and "beats generating the logits layer only (+10.0 ± 0.7 points)" in before
+    runs["ht-all"] = _run("ht-all", 0.65)
+    after = _flat(render_single_runs(runs, paper_test_tasks=1024))
+    assert "65.00% ± 0.50%" in after and "**70.00% ± 0.50%**" in after
+    assert "trails generating the logits layer only (−5.0 ± 0.7 points)" in after
+    assert "do not all point the paper's way" in after
+
+
+def _sweep(accuracies: dict[tuple[str, int], float], profile: str = "long") -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "dataset": "omniglot", "ways": 20, "shots": 1, "channels": c, "seed": 0,
+                          "profile": profile, "steps": 10, "episodes_seen": 160, "test_accuracy": a, "ci95": 0.01,
+                          "test_episodes": 600, "wall_seconds": 5.0, "device": "cpu"}
+                         for (m, c), a in accuracies.items()])
+
+
+def test_the_sweep_section_follows_the_table():
+    accuracies = {("ht-all", 4): 0.60, ("protonet", 4): 0.50, ("ht-all", 8): 0.70, ("protonet", 8): 0.75}
+    before = _flat(render_sweep({"long": _sweep(accuracies)}))
+    assert "| 1 | `long` ht-all | **60.0 ± 1.0** | 70.0 ± 1.0 |" in before
+    assert "the whole 4-cell sweep in 20 s" in before
+    assert "ahead at C = 4 (+10.0) and behind at C = 8" in before
+    accuracies[("ht-all", 4)] = 0.40
+    after = _flat(render_sweep({"long": _sweep(accuracies)}))
+    assert "| 1 | `long` ht-all | 40.0 ± 1.0 | 70.0 ± 1.0 |" in after
+    assert "| 1 | `long` protonet | **50.0 ± 1.0** |" in after
+    assert "behind at every C" in after and "the paper's claim is **not** reproduced" in after
+
+
+def _sections(name: str = "x") -> dict[str, str]:
+    return {name: "new body"}
+
+
+def test_markers_are_filled_once_and_bad_markers_are_refused():
+    start, end = markers("x")
+    text = f"intro\n{start}\nold body\n{end}\noutro\n"
+    assert fill(text, _sections()) == f"intro\n{start}\n\nnew body\n\n{end}\noutro\n"
+    for bad, why in [("intro\n", "0 times"), (text + start + "\n", "2 times"), (text + end + "\n", "2 times"),
+                     (f"{end}\n{start}\n", "comes before")]:
+        with pytest.raises(ReadmeError, match=why) as error:
+            fill(bad, _sections())
+        assert "results:x" in str(error.value)
+
+
+def test_check_reports_a_stale_readme_and_the_command_rewrites_it(tmp_path, capsys):
+    stale = tmp_path / "README.md"
+    stale.write_text(README.read_text(encoding="utf-8").replace("| 600 |", "| 599 |"), encoding="utf-8")
+    assert update(stale, check=True) == 1
+    out = capsys.readouterr().out
+    assert "run `make readme`" in out and "| 599 |" in out
+    assert update(stale) == 0
+    assert stale.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
