@@ -16,8 +16,15 @@ from htlib.data import DATASETS, EpisodeSampler, load_split
 from htlib.data.omniglot import SPLITS
 from htlib.errors import ConfigError
 from htlib.methods import FAMILIES
+from htlib.models.hypertransformer import LOCAL_FEATURES_FROM
 from htlib.profiles import get_profile
 from htlib.utils import resolve_device
+
+OPTIMIZERS = ("adamw", "sgd")  # "sgd": plain SGD, no momentum, as the reference (docs/paper.md, section 2)
+# The learning rate after the linear warm-up: "cosine" decays to 5% of lr by the last step (this
+# project's default); "constant" stays at lr; "reference" decays smoothly by x0.95 per 1/40 of the
+# run, the reference's x0.95 per 100k of its 4M steps scaled to this run (docs/paper.md, section 2).
+SCHEDULES = ("cosine", "constant", "reference")
 
 
 @dataclass
@@ -34,6 +41,7 @@ class TrainConfig:
     unlabelled: int = 0  # unlabelled support samples per class (semi-supervised)
     distractors: int = 0
     augment_rotations: bool = True
+    augment_shift: int = 0  # training images moved by up to this many pixels in x and y (0 = not)
     # model
     method: str = "ht"
     generate: str | int = "all"  # HT: "all", "logits" or the number of last conv layers
@@ -45,14 +53,20 @@ class TrainConfig:
     profile: str = "quick"
     steps: int | None = None
     episodes_per_step: int | None = None
+    optimizer: str = "adamw"  # or "sgd": plain SGD without momentum, as the reference (OPTIMIZERS)
+    schedule: str = "cosine"  # learning-rate shape after the warm-up (SCHEDULES)
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int | None = None  # default: 5% of the steps
     grad_clip: float = 1.0
+    label_smoothing: float = 0.0  # of the training loss only (the reference: 0)
     # evaluation
     val_every: int | None = None
     val_episodes: int | None = None
     test_episodes: int | None = None
+    # episodes per test batch; None: min(2 B, 64). The batch decides which test episodes the seeded
+    # sampler draws, so runs with different B compare on the same episodes only if this is fixed.
+    test_batch_size: int | None = None
     # bookkeeping
     seed: int = 0
     device: str = "auto"
@@ -85,7 +99,9 @@ class TrainConfig:
             raise ConfigError(f"Unknown Omniglot split scheme {self.split_scheme!r}; choose one of {SPLITS}")
         whole = {"ways": 2, "shots": 1, "queries": 1, "unlabelled": 0, "distractors": 0, "channels": 1,
                  "steps": 1, "episodes_per_step": 1, "warmup_steps": 0, "val_every": 1, "val_episodes": 1,
-                 "test_episodes": 1, "seed": 0}
+                 "test_episodes": 1, "seed": 0, "augment_shift": 0}
+        if self.test_batch_size is not None:
+            whole["test_batch_size"] = 1
         for name, low in whole.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -96,6 +112,11 @@ class TrainConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or (
                     value <= low if strict else value < low):
                 raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low}, got {value!r}.")
+        smoothing = self.label_smoothing
+        if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not 0 <= smoothing < 1:
+            raise ConfigError(f"label_smoothing must be a number in [0, 1), got {self.label_smoothing!r}.")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
         if self.distractors and not self.unlabelled:
             raise ConfigError("distractor classes add unlabelled samples: set unlabelled >= 1 as well.")
         if self.method == "ht" and not (self.generate in ("all", "logits") or (
@@ -104,10 +125,17 @@ class TrainConfig:
                               f"got {self.generate!r}.")
         if not isinstance(self.model_options, dict):
             raise ConfigError(f"model_options must be a dict, got {type(self.model_options).__name__}.")
+        if "local_features_from" in self.model_options:
+            _check_choice("local_features_from", self.model_options["local_features_from"], LOCAL_FEATURES_FROM)
         resolve_device(self.device)  # unknown names and absent GPUs fail here
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Unknown {name} {value!r}; choose one of {choices}")
 
 
 def config_differences(stored: dict, cfg: TrainConfig) -> dict:
@@ -129,7 +157,8 @@ def check_task(cfg: TrainConfig, splits: dict | None = None) -> None:
     for split in ("train", "val", "test"):
         data = (splits or {}).get(split) or load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
         try:
-            EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors)
+            EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
+                           augment_shift=cfg.augment_shift)
         except ConfigError as exc:
             raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
 
@@ -140,7 +169,7 @@ def check_runs(configs: list[TrainConfig]) -> None:
     for cfg in configs:
         resolved = cfg.resolved()
         key = (resolved.dataset, resolved.data_dir, resolved.split_scheme, resolved.ways, resolved.shots,
-               resolved.queries, resolved.unlabelled, resolved.distractors)
+               resolved.queries, resolved.unlabelled, resolved.distractors, resolved.augment_shift)
         tasks.setdefault(key, resolved)
     for cfg in tasks.values():
         check_task(cfg)

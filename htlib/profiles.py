@@ -35,26 +35,34 @@ class Profile:
     # and without unlabelled samples.
     semi_steps: int = 0
     semi_episodes_per_step: int = 0
+    # The recipe study (htlib.experiments.recipe): training episodes per arm, the same for every
+    # arm, and the baseline's B; an arm with another B takes recipe_episodes / B steps.
+    recipe_episodes: int = 0
+    recipe_episodes_per_step: int = 0
 
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile("ci", train_steps=20, episodes_per_step=4, val_every=10, val_episodes=32,
                   test_episodes=64, description="smoke scale: proves the code runs, numbers mean nothing",
                   sweep_steps=4, sweep_episodes_per_step=2, sweep_maml="fomaml-1step",
-                  semi_steps=4, semi_episodes_per_step=2),
+                  semi_steps=4, semi_episodes_per_step=2, recipe_episodes=8, recipe_episodes_per_step=2),
     "quick": Profile("quick", train_steps=3000, episodes_per_step=16, val_every=250, val_episodes=160,
                      test_episodes=600, description="reduced-scale CPU run that shows the effects",
                      # sized from results/step_costs_cpu.csv so that the 48-cell sweep fits ~90 min
                      sweep_steps=300, sweep_episodes_per_step=4, sweep_maml="fomaml-1step",
-                     semi_steps=300, semi_episodes_per_step=8),
+                     semi_steps=300, semi_episodes_per_step=8,
+                     # the budget of the quick single run (3,000 steps x 16), arm by arm
+                     recipe_episodes=48_000, recipe_episodes_per_step=16),
     "long": Profile("long", train_steps=20_000, episodes_per_step=16, val_every=1000, val_episodes=320,
                     test_episodes=600, description="7-13x quick; its sweep is sized for one GPU",
                     sweep_steps=1000, sweep_episodes_per_step=16, sweep_maml="maml",
-                    semi_steps=2000, semi_episodes_per_step=16),
+                    semi_steps=2000, semi_episodes_per_step=16,
+                    recipe_episodes=320_000, recipe_episodes_per_step=16),
     "paper": Profile("paper", train_steps=100_000, episodes_per_step=32, val_every=2000,
                      val_episodes=500, test_episodes=1000, description="full recipe, sized for a GPU",
                      sweep_steps=100_000, sweep_episodes_per_step=32,
-                     semi_steps=20_000, semi_episodes_per_step=32),
+                     semi_steps=20_000, semi_episodes_per_step=32,
+                     recipe_episodes=3_200_000, recipe_episodes_per_step=32),
 }
 
 

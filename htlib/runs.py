@@ -48,12 +48,20 @@ def make_run(config: TrainConfig, group: str | None = None) -> Run:
     return Run(cfg, run_folder(cfg, group))
 
 
+# Training-recipe settings named in a run's folder when not at their default (the recipe study's
+# arms change them one at a time); every run made before they existed has them all at default.
+RECIPE_FIELDS = ("optimizer", "schedule", "lr", "weight_decay", "label_smoothing", "augment_shift")
+
+
 def run_name(cfg: TrainConfig) -> str:
     """e.g. ht-all-omniglot-20w1s-u0-c8-seed0; model options beyond the method's own are appended
-    (…-seed0-transformer_layers=1), so that a variant never lands in the folder of the default."""
+    (…-seed0-transformer_layers=1), then recipe settings off their default (…-lr=0.003), so that
+    a variant never lands in the folder of the default."""
     name = method_name(cfg)
     own = METHODS[name].settings.get("model_options", {}) if name in METHODS else {}
     extra = "".join(f"-{k}={v}" for k, v in sorted(cfg.model_options.items()) if own.get(k, object()) != v)
+    default = TrainConfig()
+    extra += "".join(f"-{k}={getattr(cfg, k)}" for k in RECIPE_FIELDS if getattr(cfg, k) != getattr(default, k))
     return f"{name}-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-u{cfg.unlabelled}-c{cfg.channels}-seed{cfg.seed}{extra}"
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from htlib.data import EpisodeSampler, load_omniglot, to_float
+from htlib.data.episodes import draw_offsets, shift_images
 from htlib.data.synthetic import load_synthetic
 
 
@@ -102,8 +103,42 @@ def test_distractors_are_outside_the_episode(glyphs):
         (dict(ways=29, shots=1, queries=1, unlabelled=1, distractors=2), "31 classes"),
         (dict(ways=5, shots=0, queries=1), "shots must be an integer >= 1"),
         (dict(ways=5, shots=1, queries=1, distractors=1), "set unlabelled"),
+        (dict(ways=5, shots=1, queries=1, augment_shift=-1), "augment_shift must be an integer >= 0"),
+        (dict(ways=5, shots=1, queries=1, augment_shift=28), "augment_shift must be below the image size"),
     ],
 )
 def test_impossible_requests_fail_at_construction(glyphs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         EpisodeSampler(glyphs, **kwargs)
+
+
+def test_shift_images_moves_each_image_by_its_offset_and_fills_with_zeros():
+    images = torch.zeros(3, 1, 6, 6, dtype=torch.uint8)
+    images[:, 0, 2, 3] = 200
+    images[:, 0, 0, 0] = 9  # leaves the image when moved up or left
+    moved = shift_images(images, torch.tensor([[1, -2], [0, 0], [-2, 2]]))  # (down, right)
+    assert moved.shape == images.shape and moved.dtype == images.dtype
+    assert moved[0, 0, 3, 1] == 200 and moved[2, 0, 0, 5] == 200
+    assert torch.equal(moved[1], images[1])
+    assert moved[0].sum() == 200 and moved[2].sum() == 200  # the corner pixel moved out, zeros came in
+
+
+def test_shift_augmentation_moves_images_by_the_drawn_offsets(glyphs):
+    settings = dict(ways=5, shots=2, queries=3, unlabelled=1, batch_size=4, augment_rotations=True)
+    plain = EpisodeSampler(glyphs, **settings, seed=3)
+    shifted = EpisodeSampler(glyphs, **settings, seed=3, augment_shift=2)
+    base, ep = plain.sample(), shifted.sample()
+    # the offsets are drawn last, so the plain sampler's generator now stands where they were drawn
+    offsets = draw_offsets(4 * 5 * 6, 2, plain.generator)  # B x N x (K + Q + U) images
+    assert offsets.abs().max() <= 2 and (offsets != 0).any()
+    for name in ("support", "query", "unlabelled"):
+        assert getattr(ep, name).shape == getattr(base, name).shape
+    assert torch.equal(ep.support_labels, base.support_labels) and torch.equal(ep.classes, base.classes)
+    # images as the sampler holds them, (B, N, K+Q+U, C, H, W) in [-1, 1]: 0 = background = -1
+    def per_class(e):
+        return torch.cat([e.support.unflatten(1, (5, 2)), e.query.unflatten(1, (5, 3)),
+                          e.unlabelled.unflatten(1, (5, 1))], dim=2)
+    expected = shift_images((per_class(base) + 1).flatten(0, 2), offsets).view_as(per_class(base)) - 1
+    torch.testing.assert_close(per_class(ep), expected)
+    again = EpisodeSampler(glyphs, **settings, seed=3, augment_shift=2).sample()
+    assert torch.equal(again.query, ep.query) and not torch.equal(ep.query, base.query)

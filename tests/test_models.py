@@ -6,9 +6,10 @@ Small configs throughout (2 CPU cores); float64 where an equality up to rounding
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
-from helpers import BAD_INPUTS, broken_episode, episode
+from helpers import BAD_INPUTS, adam_fit, broken_episode, episode
 import torch
 import torch.nn.functional as F
 
@@ -326,3 +327,22 @@ def test_parameter_counts() -> None:
     assert counts["trainable"] == sum(p.numel() for p in model.parameters())
     assert counts["generated_per_episode"] == 4 * 1 * 9 + 3 * 4 * 4 * 9 + 3 * 5
     assert make_model("logits").parameter_counts(3)["generated_per_episode"] == 3 * 5
+
+
+def test_local_features_from_both_convs_double_the_local_part_of_the_tokens() -> None:
+    last, both = make_model("all"), make_model("all", local_features_from="both")
+    assert (last.cfg.local_dim, both.cfg.local_dim) == (4, 8)
+    assert both.cfg.sample_dim == last.cfg.sample_dim + 4
+    for name, gen in both.generators.items():  # token widths follow: label + max(features, slice)
+        assert gen.width == 8 + max(8 + 8, gen.slice_size), name
+    gen = both.generators["conv1"]
+    acts = torch.randn(6, 4, 14, 14, dtype=torch.float64)
+    local = gen.local(acts)  # the first conv's pooled output (before its activation), then the second's
+    assert local.shape == (6, 8)
+    torch.testing.assert_close(local[:, :4], gen.local.conv1(acts).mean(dim=(2, 3)))
+    torch.testing.assert_close(local[:, 4:], gen.local.conv2(gen.local.act(gen.local.conv1(acts))).mean(dim=(2, 3)))
+    xs, ys, xq = episode(2, 3, 1, q=3)
+    losses = adam_fit(both, xs, ys, xq, ys[0], 3, steps=2)  # it trains
+    assert all(math.isfinite(loss) for loss in losses) and losses[1] != losses[0]
+    with pytest.raises(ValueError, match="Unknown local_features_from 'first'"):
+        small_config(local_features_from="first")

@@ -99,3 +99,27 @@ def test_model_options_reach_the_model_from_the_command_line_and_get_their_own_f
     assert variant.folder != default.folder and variant.folder.name.endswith(
         "-heads=1-match_query_key_init=False-tie_logits_placeholders=False-transformer_layers=1")
     assert _config(build_parser().parse_args(["train", "--run-dir", "x"])).model_options == {}
+
+
+def test_the_committed_quick_run_predates_the_recipe_settings_and_still_compares_equal():
+    run = make_run(TrainConfig(profile="quick"))
+    stored = json.loads((run.folder / "config.json").read_text())
+    new = {"optimizer", "schedule", "label_smoothing", "augment_shift", "test_batch_size"}
+    assert not new & set(stored)  # written before these settings existed: they count as their defaults
+    assert run.folder.name == "ht-all-omniglot-20w1s-u0-c8-seed0"
+    assert config_differences(stored, run.config) == {}
+    assert config_differences(stored, TrainConfig(profile="quick", schedule="reference").resolved()) == {
+        "schedule": ("cosine", "reference")}
+
+
+def test_recipe_settings_off_their_default_get_their_own_folder():
+    def name(**settings):
+        return make_run(TrainConfig(profile="quick", **settings)).folder.name
+
+    assert name() == "ht-all-omniglot-20w1s-u0-c8-seed0"
+    assert name(lr=0.003) == "ht-all-omniglot-20w1s-u0-c8-seed0-lr=0.003"
+    assert name(optimizer="sgd", schedule="reference", lr=0.02) == (
+        "ht-all-omniglot-20w1s-u0-c8-seed0-optimizer=sgd-schedule=reference-lr=0.02")
+    assert name(augment_shift=2, label_smoothing=0.1, weight_decay=0.01, model_options={"dropout": 0.1}) == (
+        "ht-all-omniglot-20w1s-u0-c8-seed0-dropout=0.1-weight_decay=0.01-label_smoothing=0.1-augment_shift=2")
+    assert name(steps=10, test_batch_size=8) == name()  # budget and evaluation settings do not name a run

@@ -7,10 +7,12 @@ import json
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from htlib.cli import main
+from htlib.errors import ConfigError
 from htlib.evaluate import mean_ci95
-from htlib.train import TrainConfig, Trainer, load_trained, train
+from htlib.train import TrainConfig, Trainer, check_task, load_trained, train
 
 
 def tiny(**overrides) -> TrainConfig:
@@ -123,3 +125,81 @@ def test_baselines_train_and_evaluate_through_the_same_loop(tmp_path, method, op
     assert 0.0 <= out.result["test_accuracy"] <= 1.0 and out.result["test_episodes"] == 8
     model, cfg = load_trained(tmp_path / "checkpoint.pt", device="cpu")
     assert cfg.method == method and type(model).__name__ == type(out.model).__name__
+
+
+# ---------------------------------------------------------------- recipe knobs (htlib.experiments.recipe)
+
+
+def _factors(**settings) -> list[float]:
+    from htlib.train import _schedule
+
+    cfg = tiny(steps=100, warmup_steps=10, **settings).resolved()
+    return [_schedule(cfg)(step) for step in (0, 4, 9, 10, 50, 99, 100)]
+
+
+def test_schedules_give_the_lr_they_should():
+    ramp = [0.1, 0.5, 1.0]  # (step + 1) / 10 over the warm-up
+    assert _factors(schedule="constant") == pytest.approx(ramp + [1.0] * 4)
+    # the reference: lr x 0.95^(step / decay_steps), its 40 decay periods spread over these 100 steps
+    decay = [0.95 ** (40 * step / 100) for step in (0, 4, 9, 10, 50, 99, 100)]
+    assert _factors(schedule="reference") == pytest.approx([r * d for r, d in zip(ramp, decay)] + decay[3:])
+    assert _factors(schedule="reference")[-1] == pytest.approx(0.1285, abs=1e-4)  # 0.95 ** 40
+    cosine = _factors()  # the default, unchanged: warm-up, 1 at its end, 5% at the last step
+    assert cosine[:4] == pytest.approx(ramp + [1.0]) and cosine[-2:] == pytest.approx([0.05, 0.05], abs=1e-3)
+    no_warmup = tiny(steps=100, warmup_steps=0, schedule="reference").resolved()
+    from htlib.train import _schedule
+
+    assert _schedule(no_warmup)(0) == 1.0
+
+
+def test_sgd_is_plain_sgd_and_follows_its_schedule(tmp_path):
+    trainer = Trainer(tiny(optimizer="sgd", lr=0.05, schedule="constant", warmup_steps=0, grad_clip=1e9))
+    assert isinstance(trainer.optimizer, torch.optim.SGD) and trainer.optimizer.defaults["momentum"] == 0
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_step()
+    for old, p in zip(before, trainer.model.parameters()):  # no momentum, no decay: p -= lr * grad
+        if p.grad is not None:
+            torch.testing.assert_close(p.detach(), old - 0.05 * p.grad)
+    out = train(tiny(optimizer="sgd", schedule="reference", lr=0.02), tmp_path, progress=False)
+    lrs = out.metrics["lr"].tolist()
+    assert lrs[-1] == pytest.approx(0.02 * 0.95 ** 40) and lrs == sorted(lrs, reverse=True)
+
+
+def test_label_smoothing_changes_the_training_loss_as_cross_entropy_would():
+    trainer = Trainer(tiny(label_smoothing=0.1))
+    state = trainer.sampler.generator.get_state()
+    episode = trainer.sampler.sample()
+    trainer.sampler.generator.set_state(state)  # train_step draws this same episode
+    with torch.no_grad():
+        logits = trainer.model(episode.support, episode.support_labels, episode.query, episode.ways)
+    flat, labels = logits.flatten(0, 1), episode.query_labels.flatten()
+    loss, _ = trainer.train_step()
+    assert loss == pytest.approx(F.cross_entropy(flat, labels, label_smoothing=0.1).item(), rel=1e-5)
+    assert loss != pytest.approx(F.cross_entropy(flat, labels).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(optimizer="adam"), "Unknown optimizer 'adam'"),
+    (dict(schedule="step"), "Unknown schedule 'step'"),
+    (dict(label_smoothing=-0.1), "label_smoothing must be a number in"),
+    (dict(label_smoothing=1.0), "label_smoothing must be a number in"),
+    (dict(augment_shift=-1), "augment_shift must be a whole number >= 0"),
+    (dict(augment_shift=1.5), "augment_shift must be a whole number >= 0"),
+    (dict(test_batch_size=0), "test_batch_size must be a whole number >= 1"),
+    (dict(model_options={"local_features_from": "first"}), "Unknown local_features_from 'first'"),
+])
+def test_recipe_settings_are_checked(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny(**settings).resolved()
+
+
+def test_a_shift_as_large_as_the_image_is_refused_before_training():
+    with pytest.raises(ConfigError, match="augment_shift must be below the image size"):
+        check_task(tiny(augment_shift=28).resolved())
+
+
+def test_the_shift_augmentation_reaches_training_episodes_only():
+    plain, shifted = Trainer(tiny()), Trainer(tiny(augment_shift=2))
+    assert shifted.sampler.augment_shift == 2
+    assert not torch.equal(plain.sampler.sample().query, shifted.sampler.sample().query)
+    assert shifted.validate() == plain.validate()  # same weights, same unshifted validation episodes

@@ -65,6 +65,9 @@ class EpisodeSampler:
         augment_rotations: rotate every image of a class by the same random multiple of
             90 degrees (MAML-style augmentation used by the paper's Omniglot scripts).
         seed: the same seed gives the same sequence of episodes.
+        augment_shift: move every image (support, query, unlabelled), after any rotation, by
+            its own random offset of up to this many pixels in x and in y, filling with zeros
+            (background). Not in the reference's Omniglot scripts; an arm of the recipe study.
     """
 
     def __init__(
@@ -78,10 +81,11 @@ class EpisodeSampler:
         batch_size: int = 1,
         augment_rotations: bool = False,
         seed: int = 0,
+        augment_shift: int = 0,
     ) -> None:
         for name, value, low in [("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 1),
                                  ("unlabelled", unlabelled, 0), ("distractors", distractors, 0),
-                                 ("batch_size", batch_size, 1)]:
+                                 ("batch_size", batch_size, 1), ("augment_shift", augment_shift, 0)]:
             if int(value) != value or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if distractors and not unlabelled:
@@ -103,11 +107,14 @@ class EpisodeSampler:
         needs_square = augment_rotations or bool((data.rotation % 2).any())
         if needs_square and height != width:
             raise ConfigError(f"90-degree rotations need square images, got {height}x{width}")
+        if augment_shift >= min(height, width):
+            raise ConfigError(f"augment_shift must be below the image size ({height}x{width}), got {augment_shift}")
         self.data = data
         self.ways, self.shots, self.queries = ways, shots, queries
         self.unlabelled, self.distractors = unlabelled, distractors
         self.batch_size = batch_size
         self.augment_rotations = augment_rotations
+        self.augment_shift = augment_shift
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -136,6 +143,9 @@ class EpisodeSampler:
             mask = turns == k
             if mask.any():
                 images[mask] = torch.rot90(images[mask], k, dims=(-2, -1))
+        if self.augment_shift:  # drawn last, so that the episodes are those of the unshifted sampler
+            flat = images.flatten(0, 2)
+            images = shift_images(flat, draw_offsets(len(flat), self.augment_shift, g)).view_as(images)
         images = to_float(images)
         shape = images.shape[3:]  # (C, H, W)
         slots = torch.arange(N)
@@ -151,3 +161,21 @@ class EpisodeSampler:
             classes=classes[:, :N],
             ways=N,
         )
+
+
+def draw_offsets(count: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """(count, 2) random (dy, dx) offsets, each uniform in [-max_shift, max_shift]."""
+    return torch.randint(-max_shift, max_shift + 1, (count, 2), generator=generator)
+
+
+def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Move image i of (M, C, H, W) down by offsets[i, 0] and right by offsets[i, 1] pixels
+    (negative: up / left); what comes in from outside the image is 0. One gather for all images:
+    output pixel (y, x) reads pixel (y - dy, x - dx) of the image padded by the largest offset."""
+    m, _, height, width = images.shape
+    pad = int(offsets.abs().max()) if len(offsets) else 0
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (M, H', W', C)
+    rows = torch.arange(height) + pad - offsets[:, :1]  # (M, H)
+    cols = torch.arange(width) + pad - offsets[:, 1:]  # (M, W)
+    picked = padded[torch.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (M, H, W, C)
+    return picked.permute(0, 3, 1, 2).contiguous()

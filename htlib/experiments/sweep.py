@@ -185,7 +185,7 @@ def _check_same_config(cell: Run) -> None:
     if differ:
         raise ConfigError(
             f"{run_dir} holds a finished run with other settings {differ} (as (stored, wanted)); "
-            f"the profile's sweep budget probably changed. Delete that folder to retrain the cell.")
+            f"the profile's budget for it probably changed. Delete that folder to retrain it.")
 
 
 def _write(spec: SweepSpec, table: pd.DataFrame) -> None:

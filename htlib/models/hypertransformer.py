@@ -32,6 +32,9 @@ from htlib.models.cnn import (
 )
 from htlib.models.transformer import TransformerConfig, TransformerEncoder
 
+# Which pooled outputs of a layer's local extractor make a token's local features (HTConfig).
+LOCAL_FEATURES_FROM = ("last", "both")
+
 
 @dataclass
 class HTConfig:
@@ -43,11 +46,15 @@ class HTConfig:
     weights) or an int k (the last k conv layers and the logits layer).
     ``ff_width_factor`` = 1.0 and ``attention_width_factor`` = 1.0 follow the reference Omniglot
     script (its miniImageNet script uses 0.5 for attention). Either feature size may be 0 to switch
-    that extractor off (an ablation).
+    that extractor off (an ablation). ``local_features_from`` = "both" takes the pooled outputs of
+    both convs of a layer's local extractor, concatenated, as the reference does (docs/paper.md,
+    section 1.3), so a token carries ``2 * local_features`` local features; "last" (the default,
+    a departure listed in docs/paper.md, section 6) takes the second conv's only.
     """
 
     label_dim: int = 32
     local_features: int = 8
+    local_features_from: str = "last"
     shared_features: int = 32
     transformer_layers: int = 3
     heads: int = 2
@@ -73,6 +80,9 @@ class HTConfig:
             self.generate = int(self.generate)
         self.generated_conv_layers()  # validates ``generate``
         activation_fn(self.activation)
+        if self.local_features_from not in LOCAL_FEATURES_FROM:
+            raise ConfigError(f"Unknown local_features_from {self.local_features_from!r}; "
+                              f"choose one of {LOCAL_FEATURES_FROM}")
 
     def generated_conv_layers(self) -> list[int]:
         """Indices of the conv layers whose weights are generated (the logits layer always is)."""
@@ -88,15 +98,20 @@ class HTConfig:
         )
 
     @property
+    def local_dim(self) -> int:
+        """Local features in a token: one or both of the extractor's pooled conv outputs."""
+        return self.local_features * (2 if self.local_features_from == "both" else 1)
+
+    @property
     def sample_dim(self) -> int:
         """Width of a sample token before padding: label embedding + local + shared features."""
-        return self.label_dim + self.local_features + self.shared_features
+        return self.label_dim + self.local_dim + self.shared_features
 
     def token_width(self, slice_size: int) -> int:
         """Transformer width of a layer, laid out as in the reference: the first ``label_dim``
         entries hold the label / placeholder embedding, the rest holds a sample's features or,
         at the output of a placeholder, its weight slice."""
-        return self.label_dim + max(self.local_features + self.shared_features, slice_size)
+        return self.label_dim + max(self.local_dim + self.shared_features, slice_size)
 
 
 # ---------------------------------------------------------------- feature extractors
@@ -131,18 +146,23 @@ class LocalFeatures(nn.Module):
     """Per-layer features of the activations at a generated layer's input.
 
     conv 3x3 stride 2 -> activation -> conv 3x3 stride 1, globally averaged. The output is kept
-    linear, like the reference's default (its "use_nonlinear_feature" flag is off).
+    linear, like the reference's default (its "use_nonlinear_feature" flag is off). With ``both``
+    the first conv's output, averaged before its activation, comes first, as the reference
+    concatenates the pooled output of every extractor layer (docs/paper.md, section 1.3).
     """
 
-    def __init__(self, in_channels: int, dim: int, activation: str) -> None:
+    def __init__(self, in_channels: int, dim: int, activation: str, both: bool = False) -> None:
         super().__init__()
         self.conv1 = _conv(in_channels, dim, stride=2)
         self.conv2 = _conv(dim, dim, stride=1)
         self.act = activation_fn(activation)
+        self.both = both
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (N, C_in, H, W) -> (N, dim)."""
-        return self.conv2(self.act(self.conv1(x))).mean(dim=(2, 3))
+        """x: (N, C_in, H, W) -> (N, dim), or (N, 2 * dim) with ``both``."""
+        first = self.conv1(x)
+        last = self.conv2(self.act(first)).mean(dim=(2, 3))
+        return torch.cat([first.mean(dim=(2, 3)), last], dim=-1) if self.both else last
 
 
 # ---------------------------------------------------------------- one layer's generator
@@ -164,7 +184,8 @@ class LayerGenerator(nn.Module):
         self.slice_size = slice_size
         self.width = cfg.token_width(slice_size)
         self.local = (
-            LocalFeatures(in_channels, cfg.local_features, cfg.activation) if cfg.local_features else None
+            LocalFeatures(in_channels, cfg.local_features, cfg.activation, cfg.local_features_from == "both")
+            if cfg.local_features else None
         )
         # N(0, 1) as in the reference; None when the caller supplies them (tied logits placeholders).
         self.placeholders = nn.Parameter(torch.randn(num_slots, cfg.label_dim)) if own_placeholders else None

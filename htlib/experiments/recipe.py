@@ -1,0 +1,252 @@
+"""The training recipe, one choice at a time: what does each part of it buy at a fixed budget?
+
+The design (20-way 1-shot Omniglot by default, C = 8, ``ht-all``):
+
+- the **baseline** is today's defaults: AdamW at lr 1e-3, a 5% linear warm-up then a cosine decay,
+  B episodes per step from the profile, the model's three departures from the reference on
+  (docs/paper.md, section 6) and local features from the last extractor conv;
+- every other **arm** changes ONE thing (`ARMS`: name -> the change in one line, the TrainConfig
+  settings that make it); several put back a choice of the reference (docs/paper.md, section 2);
+- every arm trains on the same number of episodes, the profile's ``recipe_episodes`` (steps =
+  episodes / B, so an arm with a larger B takes fewer steps), with the same seeds; it validates
+  every 1/10 of its run on the same validation episodes and is tested, with its best-on-validation
+  weights, on the same test episodes (the test batch is fixed at the baseline's, because the batch
+  decides which episodes the seeded sampler draws). One exception, said in its description:
+  ``sgd-reference`` trains B = 1 episode per step, so the same budget would take 16 times the
+  baseline's steps at four times the cost per episode; it gets a quarter of the budget instead.
+
+Each (arm, seed) is an ordinary run in ``results/runs/<profile>-recipe/<name>/`` (the name carries
+what the arm changes, see htlib.runs.run_name); finished runs are not trained again, an
+interrupted one resumes, and the tidy table ``results/recipe_<profile>_<dataset>.csv`` is rewritten
+after every run. `recipe_gaps` gives each arm minus the baseline with a 95% CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from htlib.config import TrainConfig, check_runs
+from htlib.errors import ConfigError
+from htlib.experiments.sweep import _check_same_config
+from htlib.methods import method_settings
+from htlib.profiles import get_profile
+from htlib.report import _difference
+from htlib.runs import Run, make_run, table_path
+from htlib.train import train
+from htlib.utils import write_atomic
+
+COLUMNS = ["arm", "change", "seed", "steps", "episodes_per_step", "episodes", "val_accuracy", "test_accuracy",
+           "ci95", "train_accuracy", "wall_seconds", "device", "htlib_version", "torch_version", "python_version"]
+BASELINE = "baseline"
+
+
+class Arm(NamedTuple):
+    change: str  # what differs from the baseline, in one line
+    overrides: dict  # the TrainConfig settings that make the change (model_options: HT options)
+    budget: float = 1.0  # share of the profile's recipe_episodes this arm trains on
+
+
+def _model(**options) -> dict:
+    return {"model_options": options}
+
+
+# In training order: the most informative first, so that a study cut short by its time limit still
+# answers the main questions. First the model's departures from the reference (each put back),
+# then the schedule and step size, the generator's size, the regularisers, and the slow SGD last.
+ARMS: dict[str, Arm] = {
+    BASELINE: Arm("today's defaults: AdamW lr 1e-3, 5% warm-up + cosine, B from the profile", {}),
+    "local-both": Arm("local features from both extractor convs (the reference), not the last only",
+                      _model(local_features_from="both")),
+    "no-tie-logits": Arm("logits placeholders are learned vectors (the reference), not the label embeddings",
+                         _model(tie_logits_placeholders=False)),
+    "no-match-qk": Arm("query and key projections start independent (the reference), not equal",
+                       _model(match_query_key_init=False)),
+    "no-normalize": Arm("local and shared features not standardised (the reference)",
+                        _model(normalize_features=False)),
+    "reference-decay": Arm("the reference's smooth x0.95 decay, 40 periods over the run, not the cosine",
+                           {"schedule": "reference"}),
+    "constant-lr": Arm("constant lr after the warm-up, no decay", {"schedule": "constant"}),
+    "lr-3e-3": Arm("lr 3e-3 (baseline 1e-3)", {"lr": 3e-3}),
+    "lr-3e-4": Arm("lr 3e-4 (baseline 1e-3)", {"lr": 3e-4}),
+    "batch-64-lr-2e-3": Arm("B = 64 episodes per step, lr 2e-3 (x sqrt 4 for 4x the baseline's 16), "
+                            "episodes / 64 steps", {"episodes_per_step": 64, "lr": 2e-3}),
+    "layers-4": Arm("4 transformer layers per generated layer (baseline 3)", _model(transformer_layers=4)),
+    "layers-2": Arm("2 transformer layers per generated layer (baseline 3)", _model(transformer_layers=2)),
+    "embed-64": Arm("label embedding d = 64 (baseline 32)", _model(label_dim=64)),
+    "embed-16": Arm("label embedding d = 16 (baseline 32)", _model(label_dim=16)),
+    "attn-0.5": Arm("attention width 0.5 x token width (the miniImageNet script), not 1.0",
+                    _model(attention_width_factor=0.5)),
+    "dropout-0.1": Arm("dropout 0.1 in the transformers (baseline 0, as the reference)", _model(dropout=0.1)),
+    "smooth-0.1": Arm("label smoothing 0.1 in the training loss (baseline 0, as the reference)",
+                      {"label_smoothing": 0.1}),
+    "shift-2": Arm("every training image shifted by up to 2 pixels in x and y, on top of the rotations",
+                   {"augment_shift": 2}),
+    "wd-1e-2": Arm("AdamW weight decay 1e-2 (baseline 0, as the reference)", {"weight_decay": 1e-2}),
+    # One B = 1 step costs a quarter of a B = 16 step on 2 CPU cores (41 against 160 ms), so a
+    # quarter of the episodes takes about the baseline's time.
+    "sgd-reference": Arm("the reference's optimisation: plain SGD, B = 1, lr 0.02, reference decay, no warm-up "
+                         "(gradient clip kept); a QUARTER of the episode budget, about the baseline's CPU time",
+                         {"optimizer": "sgd", "episodes_per_step": 1, "lr": 0.02, "schedule": "reference",
+                          "warmup_steps": 0}, budget=1 / 4),
+}
+
+
+@dataclass
+class RecipeSpec:
+    """The study: which arms, at which profile's budget, with which seeds."""
+
+    profile: str = "quick"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    arms: list[str] | None = None  # default: every arm of ARMS; the baseline is always in
+    data_dir: str | None = None
+    device: str = "auto"
+    dataset: str = "omniglot"
+    ways: int = 20
+
+    def arm_names(self) -> list[str]:
+        """The study's arms in training order (ARMS order), the baseline first."""
+        if self.arms is None:
+            return list(ARMS)
+        wanted = set(_checked_arms(self.arms)) | {BASELINE}  # every gap is measured against it
+        return [name for name in ARMS if name in wanted]
+
+    def config(self, arm: str, seed: int) -> TrainConfig:
+        """The run of `arm` with `seed`: the task and budget of every arm, then the arm's change."""
+        prof = get_profile(self.profile)
+        chosen = ARMS[arm]
+        settings = {**method_settings("ht-all"), **copy.deepcopy(chosen.overrides)}
+        batch = settings.pop("episodes_per_step", prof.recipe_episodes_per_step)
+        steps = max(1, round(prof.recipe_episodes * chosen.budget / batch))
+        return TrainConfig(
+            dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=1, queries=3, channels=8,
+            profile=self.profile, seed=seed, device=self.device, steps=steps, episodes_per_step=batch,
+            val_every=max(1, steps // 10), test_batch_size=min(2 * prof.recipe_episodes_per_step, 64),
+            **settings)
+
+    def runs(self) -> list[tuple[str, Run]]:
+        """(arm, run) in training order: every arm with the first seed, then with the next, ..."""
+        return [(arm, make_run(self.config(arm, seed), group="recipe"))
+                for seed in self.seeds for arm in self.arm_names()]
+
+    def check(self) -> list[tuple[str, Run]]:
+        """The runs, each checked (settings, task against the data, a folder of its own) before any trains."""
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
+            raise ConfigError(f"seeds must be a non-empty list, e.g. [0], got {self.seeds!r}")
+        runs = self.runs()
+        folders = [run.folder for _, run in runs]
+        if len(set(folders)) != len(folders):
+            raise ConfigError("Two arms of the recipe study would share a run folder; give the later arm a "
+                              "setting that htlib.runs.run_name shows.")
+        check_runs([run.config for _, run in runs])
+        return runs
+
+    @property
+    def table_path(self) -> Path:
+        """results/recipe_<profile>_<dataset>.csv; smoke (ci) tables go to the git-ignored runs/."""
+        return table_path("recipe", self.profile, self.dataset)
+
+
+def _checked_arms(names: list[str]) -> list[str]:
+    if not isinstance(names, (list, tuple)):
+        raise ConfigError(f"arms must be a list of names, e.g. ['lr-3e-3'], got {names!r}")
+    unknown = [name for name in names if name not in ARMS]
+    if unknown:
+        raise ConfigError(f"Unknown recipe arms {unknown}; choose from {list(ARMS)}")
+    return list(names)
+
+
+def run_recipe(spec: RecipeSpec, progress: bool = True, max_minutes: float | None = None,
+               arms: list[str] | None = None) -> pd.DataFrame:
+    """Train the study's missing runs one at a time (resuming an interrupted one), then return the
+    table of the finished ones. `arms` trains only those arms of the study now (None: all);
+    `max_minutes` starts no new run after that many minutes (a later call trains the rest)."""
+    if max_minutes is not None and not max_minutes >= 0:
+        raise ConfigError(f"max_minutes must be >= 0 or None, got {max_minutes!r}")
+    runs = spec.check()
+    if arms is not None:
+        outside = set(_checked_arms(arms)) - set(spec.arm_names())
+        if outside:
+            raise ConfigError(f"Arms {sorted(outside)} are not in this study (RecipeSpec.arms = {spec.arms}).")
+        runs = [(arm, run) for arm, run in runs if arm in arms]
+    todo = []
+    for arm, run in runs:
+        if (run.folder / "result.json").is_file():
+            _check_same_config(run)
+            print(f"{arm} (seed {run.config.seed}): done before, skipped")
+        else:
+            todo.append((arm, run))
+    start = time.monotonic()
+    trained = 0
+    for arm, run in todo:
+        if max_minutes is not None and time.monotonic() - start >= 60 * max_minutes:
+            break
+        cfg = run.config
+        print(f"[{trained + 1}/{len(todo)}] {arm} (seed {cfg.seed}): {cfg.steps} steps x {cfg.episodes_per_step} "
+              f"episodes into {run.folder.name}", flush=True)
+        train(run, resume=True, progress=progress)
+        trained += 1
+        _write(spec, collect(spec))
+    table = collect(spec)
+    _write(spec, table)
+    if trained < len(todo):
+        print(f"{len(todo) - trained} of {len(runs)} recipe runs not trained (time limit of {max_minutes} min); "
+              "run the study again to train them.")
+    return table
+
+
+def collect(spec: RecipeSpec) -> pd.DataFrame:
+    """One tidy row per finished (arm, seed) of the study."""
+    rows = []
+    for arm, run in spec.runs():
+        if (run.folder / "result.json").is_file():
+            rows.append(_row(arm, run))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row(arm: str, run: Run) -> dict:
+    result = json.loads((run.folder / "result.json").read_text())
+    return {
+        "arm": arm, "change": ARMS[arm].change, "seed": run.config.seed, "steps": result["steps"],
+        "episodes_per_step": run.config.episodes_per_step, "episodes": result["episodes_seen"],
+        "val_accuracy": result["best_val_accuracy"], "test_accuracy": result["test_accuracy"],
+        "ci95": result["ci95"], "train_accuracy": late_train_accuracy(pd.read_csv(run.folder / "metrics.csv")),
+        **{k: result[k] for k in ("wall_seconds", "device", "htlib_version", "torch_version", "python_version")},
+    }
+
+
+def late_train_accuracy(metrics: pd.DataFrame) -> float:
+    """Mean training accuracy logged over the last 10% of the steps: with the validation accuracy
+    it tells over-fitting (high here, low there) from under-training (low in both)."""
+    late = metrics[metrics["step"] > 0.9 * metrics["step"].max()]
+    return float(late["accuracy"].mean())
+
+
+def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy of each arm minus the baseline's, seeds averaged, with a 95% CI.
+
+    As htlib.report.gaps: the CI treats the two accuracies as independent (conservative, since
+    every arm is tested on the same episodes); the verdict is 'better' / 'worse' when it excludes 0.
+    """
+    if BASELINE not in set(table["arm"]):
+        raise ValueError("The recipe table has no baseline row: train the baseline arm first.")
+    grouped = table.groupby("arm", sort=False)
+    arms = grouped[["change", "test_accuracy"]].agg({"change": "first", "test_accuracy": "mean"})
+    # the mean of n independent estimates has a CI of sqrt(sum ci^2) / n
+    arms["ci95"] = grouped["ci95"].apply(lambda c: math.sqrt((c ** 2).sum()) / len(c))
+    arms["seeds"] = grouped["seed"].nunique()
+    base = arms.loc[BASELINE]
+    rows = [{"arm": arm, "change": row.change, "seeds": row.seeds, "test_accuracy": row.test_accuracy,
+             **_difference(row, base)} for arm, row in arms.iterrows() if arm != BASELINE]
+    return pd.DataFrame(rows, columns=["arm", "change", "seeds", "test_accuracy", "gap", "ci95", "verdict"])
+
+
+def _write(spec: RecipeSpec, table: pd.DataFrame) -> None:
+    write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))

@@ -1,0 +1,103 @@
+"""The recipe study: one baseline, arms that change one thing each, the same budget for all."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from htlib.config import TrainConfig, config_differences
+from htlib.errors import ConfigError
+from htlib.experiments.recipe import ARMS, BASELINE, COLUMNS, RecipeSpec, recipe_gaps, run_recipe
+from htlib.profiles import get_profile
+from htlib.train import Trainer
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Run folders and tables under tmp_path instead of the project (htlib.runs is the one place)."""
+    monkeypatch.setattr("htlib.runs.RESULTS_ROOT", tmp_path)
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+BUDGET = {"steps", "val_every", "warmup_steps"}  # what follows from an arm's own B or share of the budget
+
+
+def test_the_baseline_is_the_quick_single_run_validated_every_tenth():
+    baseline = RecipeSpec(profile="quick").config(BASELINE, 0).resolved()
+    single = TrainConfig(profile="quick").resolved()
+    # the test batch is the one the single run used (2 x 16), fixed so that every arm sees its episodes
+    assert config_differences(single.to_dict(), baseline) == {"val_every": (250, 300), "test_batch_size": (None, 32)}
+
+
+@pytest.mark.parametrize("arm", [name for name in ARMS if name != BASELINE])
+def test_each_arm_differs_from_the_baseline_in_exactly_its_documented_settings(arm):
+    spec = RecipeSpec(profile="quick")
+    base, cfg = spec.config(BASELINE, 0).resolved(), spec.config(arm, 0).resolved()
+    overrides, budget = ARMS[arm].overrides, ARMS[arm].budget
+    own_budget = "episodes_per_step" in overrides or budget != 1
+    assert set(config_differences(base.to_dict(), cfg)) == set(overrides) | (BUDGET if own_budget else set())
+    for name, value in overrides.items():
+        wanted = {**base.model_options, **value} if name == "model_options" else value
+        assert getattr(cfg, name) == wanted, name
+    prof = get_profile("quick")
+    assert cfg.steps * cfg.episodes_per_step == prof.recipe_episodes * budget  # the same episodes for all
+    assert cfg.val_every * 10 == cfg.steps and cfg.test_batch_size == base.test_batch_size
+    assert ARMS[arm].change and "\n" not in ARMS[arm].change
+
+
+@pytest.mark.parametrize("profile", ["ci", "quick", "long", "paper"])
+def test_every_arm_has_a_folder_of_its_own(profile):
+    spec = RecipeSpec(profile=profile, seeds=[0, 1])
+    folders = [run.folder for _, run in spec.runs()]
+    assert len(set(folders)) == len(folders) == 2 * len(ARMS)
+    assert all(folder.parent.name == f"{profile}-recipe" for folder in folders)
+
+
+def test_unknown_arms_are_refused():
+    with pytest.raises(ConfigError, match="Unknown recipe arms \\['lr-1'\\]"):
+        RecipeSpec(arms=["lr-1"]).arm_names()
+    assert RecipeSpec(arms=["shift-2", "local-both"]).arm_names() == [BASELINE, "local-both", "shift-2"]
+
+
+def test_two_arms_end_to_end_resume_and_skip(tmp_path, capsys):
+    spec = RecipeSpec(profile="ci", dataset="synthetic", ways=5, arms=["smooth-0.1"], device="cpu")
+    with pytest.raises(ConfigError, match="not in this study"):
+        run_recipe(spec, progress=False, arms=["lr-3e-3"])
+    (_, baseline), _ = spec.runs()
+    Trainer(baseline).fit(progress=False, stop_at=2)  # an interrupted arm
+    table = run_recipe(spec, progress=False)
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "at step 2" in out
+    assert list(table.columns) == COLUMNS and table["arm"].tolist() == [BASELINE, "smooth-0.1"]
+    assert (table["episodes"] == get_profile("ci").recipe_episodes).all()
+    assert table["test_accuracy"].between(0, 1).all() and table["train_accuracy"].between(0, 1).all()
+    pd.testing.assert_frame_equal(pd.read_csv(spec.table_path), table)
+    assert spec.table_path == tmp_path / "runs" / "recipe_ci_synthetic.csv"
+    again = run_recipe(spec, progress=False)
+    out = capsys.readouterr().out
+    assert out.count("done before, skipped") == 2 and "steps x" not in out
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_no_time_trains_nothing_and_says_so(capsys):
+    spec = RecipeSpec(profile="ci", dataset="synthetic", ways=5, arms=["lr-3e-3"], device="cpu")
+    assert run_recipe(spec, progress=False, max_minutes=0).empty
+    assert "2 of 2 recipe runs not trained (time limit of 0 min)" in capsys.readouterr().out
+    assert spec.table_path.is_file()
+
+
+def test_recipe_gaps_against_the_baseline():
+    rows = [("baseline", 0, 0.80), ("baseline", 1, 0.82), ("lr-3e-3", 0, 0.90), ("lr-3e-3", 1, 0.92),
+            ("lr-3e-4", 0, 0.70), ("lr-3e-4", 1, 0.72), ("shift-2", 0, 0.815), ("shift-2", 1, 0.81)]
+    table = pd.DataFrame([{"arm": arm, "change": ARMS[arm].change, "seed": seed, "test_accuracy": acc,
+                           "ci95": 0.02} for arm, seed, acc in rows])
+    gaps = recipe_gaps(table).set_index("arm")
+    assert list(gaps.index) == ["lr-3e-3", "lr-3e-4", "shift-2"]
+    assert gaps.loc["lr-3e-3", "gap"] == pytest.approx(0.10) and gaps.loc["lr-3e-3", "verdict"] == "better"
+    assert gaps.loc["lr-3e-4", "gap"] == pytest.approx(-0.10) and gaps.loc["lr-3e-4", "verdict"] == "worse"
+    assert gaps.loc["shift-2", "verdict"] == "no clear difference"
+    # two seeds of CI 0.02 each: 0.02 / sqrt(2) per arm; the gap's CI adds both arms' in quadrature
+    assert gaps.loc["lr-3e-3", "ci95"] == pytest.approx(0.02) and (gaps["seeds"] == 2).all()
+    with pytest.raises(ValueError, match="no baseline"):
+        recipe_gaps(table[table["arm"] != BASELINE])
