@@ -159,6 +159,15 @@ def _semi(args: argparse.Namespace) -> None:
     print(f"{len(table)} rows in {spec.table_path}")
 
 
+def _recipe(args: argparse.Namespace) -> None:
+    from htlib.experiments.recipe import RecipeSpec, run_recipe
+
+    spec = RecipeSpec(profile=args.profile, seeds=args.seeds, arms=args.arms, data_dir=args.data_dir,
+                      device=args.device, dataset=args.dataset, ways=args.ways)
+    table = run_recipe(spec, progress=not args.no_progress, max_minutes=args.max_minutes)
+    print(f"{len(table)} runs in {spec.table_path}")
+
+
 def _readme(args: argparse.Namespace) -> None:
     from htlib.tools.readme import update
 
@@ -251,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="U per class at test, one test each")
     p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
     p.set_defaults(func=_semi)
+
+    p = _command(commands, "recipe", help="the training-recipe study: a baseline and arms that change one "
+                                           "thing each, at one budget (issue 15, notebook 06)")
+    _add(p, "profile", "dataset", "data-dir", "device", "ways", "no-progress")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    p.add_argument("--arms", nargs="+", default=None,
+                   help="arms to train now (default: all of htlib.experiments.recipe.ARMS; the baseline always)")
+    p.add_argument("--max-minutes", type=float, default=None, help="start no new run after this long")
+    p.set_defaults(func=_recipe)
 
     p = _command(commands, "readme", help="rewrite README.md's result sections from the files in results/")
     p.add_argument("--check", action="store_true",

@@ -101,3 +101,13 @@ def test_recipe_gaps_against_the_baseline():
     assert gaps.loc["lr-3e-3", "ci95"] == pytest.approx(0.02) and (gaps["seeds"] == 2).all()
     with pytest.raises(ValueError, match="no baseline"):
         recipe_gaps(table[table["arm"] != BASELINE])
+
+
+def test_the_command_line_trains_the_asked_arms_and_the_baseline(capsys):
+    from htlib.cli import main
+
+    assert main(["recipe", "--profile", "ci", "--dataset", "synthetic", "--ways", "5", "--arms", "smooth-0.1",
+                 "--no-progress", "--device", "cpu"]) == 0
+    table = pd.read_csv(RecipeSpec(profile="ci", dataset="synthetic", ways=5).table_path)
+    assert sorted(table["arm"]) == [BASELINE, "smooth-0.1"]
+    assert "2 runs in" in capsys.readouterr().out
