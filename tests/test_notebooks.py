@@ -115,6 +115,8 @@ def test_committed_notebooks_are_executed_and_show_their_figures_on_a_code_host(
     assert all(c.execution_count is not None for c in code), "run `make notebooks`: a code cell has no output"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     assert [n for n in range(1, len(code) + 1)] == [c.execution_count for c in code], "executed top to bottom"
+    # a clone elsewhere must re-execute to the same text: no absolute path of this checkout may show
+    assert str(NOTEBOOK_DIR.parent) not in nbformat.writes(nb), "print paths relative to the project"
     figures = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert html.count('src="data:image/png;base64,') == figures
