@@ -200,3 +200,23 @@ def semi_accuracy(table, title: str = "accuracy against unlabelled samples per c
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def recipe_curves(curves: dict, ways: int, title: str = "the recipe study's learning curves") -> plt.Figure:
+    """Training loss (with the chance level ln N) and validation accuracy against episodes seen, one
+    line per arm; `curves` maps an arm's name to its metrics.csv DataFrame. The baseline is black."""
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    for arm, metrics in curves.items():
+        style = dict(color="black", lw=2.2, zorder=3) if arm == "baseline" else dict(lw=1.0, alpha=0.8)
+        ax_loss.plot(metrics["episodes"], metrics["loss"], label=arm, **style)
+        val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else metrics.iloc[:0]
+        ax_val.plot(val["episodes"], val["val_accuracy"], marker="o", markersize=3, label=arm, **style)
+    ax_loss.axhline(np.log(ways), color="grey", ls="--", lw=1)
+    ax_loss.text(0, np.log(ways), f" chance: ln {ways}", va="bottom", color="grey", fontsize=8)
+    ax_loss.set(xlabel="training episodes", ylabel="query cross-entropy (train)")
+    ax_val.axhline(1 / ways, color="grey", ls="--", lw=1)
+    ax_val.set(xlabel="training episodes", ylabel="validation accuracy")
+    ax_val.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

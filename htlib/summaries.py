@@ -106,3 +106,27 @@ def single_run_summary(result: dict, metrics: pd.DataFrame, own_share: float, va
         lines.append(f"* **Kernels:** the generated conv layers lie {100 * low:.1f}-{100 * high:.1f}% from their "
                      f"mean over tasks ({band} the paper's 10-15%).")
     return "\n".join(lines)
+
+
+def recipe_summary(table: pd.DataFrame, gaps: pd.DataFrame, arms_in_study: int) -> str:
+    """How far the study has come, the baseline, and which arms beat, trail or match it (CIs)."""
+    if table.empty or "baseline" not in set(table["arm"]):
+        return f"No committed recipe runs with a baseline yet (0 of {arms_in_study} arms)."
+    base = table[table["arm"] == "baseline"]
+    lines = [f"{table['arm'].nunique()} of {arms_in_study} arms finished ({len(table)} runs, seeds "
+             f"{sorted(table['seed'].unique())}), {int(base['episodes'].iloc[0]):,} training episodes each "
+             f"(see the table for exceptions), on {_devices(table)}; the baseline scores "
+             f"{100 * base['test_accuracy'].mean():.1f}% on the test episodes, with "
+             f"{100 * base['train_accuracy'].mean():.1f}% training and {100 * base['val_accuracy'].mean():.1f}% "
+             f"best validation accuracy.", ""]
+    for verdict, heading in (("better", "Better than the baseline"), ("worse", "Worse than the baseline"),
+                             ("no clear difference", "No clear difference")):
+        chosen = gaps[gaps["verdict"] == verdict].sort_values("gap", ascending=False)
+        listed = "; ".join(f"`{r.arm}` {100 * r.gap:+.1f} ± {100 * r.ci95:.1f}" for r in chosen.itertuples())
+        lines.append(f"* **{heading}** (test accuracy, points): {listed or 'none'}.")
+    better = gaps[gaps["verdict"] == "better"].sort_values("gap", ascending=False)["arm"].tolist()
+    lines.append("")
+    lines.append(f"Recommended recipe so far: the baseline with {', '.join(f'`{a}`' for a in better)}, combined and "
+                 f"confirmed at a longer budget before it becomes a default." if better else
+                 "Recommended recipe so far: the baseline; no finished arm beats it beyond its CI.")
+    return "\n".join(lines)

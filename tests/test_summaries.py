@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from htlib.summaries import device_agreement, semi_summary, single_run_summary, sweep_summary
 
@@ -60,3 +61,33 @@ def test_single_run_summary_reads_accuracy_curve_attention_and_kernels():
     assert "1.2-15.0% from their mean over tasks (about the paper's" in text
     stairway = single_run_summary(result, metrics, own_share=0.01, variation={"conv0": 0.01}, paper_accuracy=None)
     assert "the paper's stairway" in stairway and "not the paper's" not in stairway and "below the paper's" in stairway
+
+
+def test_recipe_summary_sorts_arms_by_their_computed_verdict():
+    from htlib.experiments.recipe import recipe_gaps
+    from htlib.summaries import recipe_summary
+
+    def row(arm, acc):
+        return {"arm": arm, "change": arm, "seed": 0, "episodes": 48000, "test_accuracy": acc, "ci95": 0.005,
+                "val_accuracy": acc, "train_accuracy": acc + 0.05, "device": "cpu"}
+
+    table = pd.DataFrame([row("baseline", 0.80), row("lr-3e-3", 0.83), row("layers-2", 0.75), row("shift-2", 0.801)])
+    text = recipe_summary(table, recipe_gaps(table), arms_in_study=20)
+    assert text.startswith("4 of 20 arms finished") and "the baseline scores 80.0%" in text
+    assert "**Better than the baseline** (test accuracy, points): `lr-3e-3` +3.0 ± 0.7." in text
+    assert "**Worse than the baseline** (test accuracy, points): `layers-2` -5.0 ± 0.7." in text
+    assert "`shift-2` +0.1 ± 0.7" in text and "the baseline with `lr-3e-3`" in text
+    assert "No committed recipe runs" in recipe_summary(table.iloc[1:], recipe_gaps(table).iloc[:0], 20)
+
+
+def test_recipe_curves_draws_one_line_per_arm_and_the_chance_levels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from htlib.plots import recipe_curves
+
+    metrics = pd.DataFrame({"episodes": [16, 32], "loss": [3.0, 2.5], "val_accuracy": [float("nan"), 0.3]})
+    fig = recipe_curves({"baseline": metrics, "lr-3e-3": metrics}, ways=20)
+    loss_ax, val_ax = fig.axes
+    assert len(loss_ax.lines) == 3 and len(val_ax.lines) == 3  # two arms + the chance line
+    assert loss_ax.lines[-1].get_ydata()[0] == pytest.approx(2.9957, abs=1e-4)

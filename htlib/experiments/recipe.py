@@ -128,7 +128,8 @@ class RecipeSpec:
         return TrainConfig(
             dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=1, queries=3, channels=8,
             profile=self.profile, seed=seed, device=self.device, steps=steps, episodes_per_step=batch,
-            val_every=max(1, steps // 10), test_batch_size=min(2 * prof.recipe_episodes_per_step, 64),
+            val_every=max(min(2, steps), steps // 10),  # every tenth; at least 2 steps apart (smoke runs)
+            test_batch_size=min(2 * prof.recipe_episodes_per_step, 64),
             **settings)
 
     def runs(self) -> list[tuple[str, Run]]:
