@@ -25,7 +25,8 @@ FAMILIES = ("ht", "protonet", "maml")  # the model classes behind the names (Tra
 @dataclass(frozen=True)
 class Method:
     name: str  # the name in result tables and on the command line
-    label: str  # how figures and prose call it
+    label: str  # how figures and tables call it
+    short: str  # how running prose calls it
     settings: dict  # the TrainConfig fields that make this method
     # Relative seconds per training step (results/step_costs_cpu.csv, C = 8 on 2 CPU cores), to
     # start the dearest runs first when several share the machine.
@@ -33,15 +34,17 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("ht-all", "HT, all layers generated", {"method": "ht", "generate": "all"}, 3.0),
-    Method("ht-logits", "HT, logits layer generated", {"method": "ht", "generate": "logits"}, 1.3),
-    Method("protonet", "ProtoNet", {"method": "protonet"}, 1.0),
-    Method("protonet-softkmeans", "ProtoNet + soft k-means",
+    Method("ht-all", "HT, all layers generated", "HT, all layers", {"method": "ht", "generate": "all"}, 3.0),
+    Method("ht-logits", "HT, logits layer only generated", "HT, logits only",
+           {"method": "ht", "generate": "logits"}, 1.3),
+    Method("protonet", "ProtoNet", "ProtoNet", {"method": "protonet"}, 1.0),
+    Method("protonet-softkmeans", "ProtoNet + soft k-means", "ProtoNet + soft k-means",
            {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}}, 1.0),
     # second order, 5 inner steps at lr 0.1: the reference MAML of the paper's comparison
-    Method("maml", "MAML (second order, 5 steps)", {"method": "maml"}, 10.0),
-    Method("fomaml", "first-order MAML (5 steps)", {"method": "maml", "model_options": {"first_order": True}}, 3.0),
-    Method("fomaml-1step", "first-order MAML (1 step)",
+    Method("maml", "MAML (second order, 5 inner steps, lr 0.1)", "MAML", {"method": "maml"}, 10.0),
+    Method("fomaml", "first-order MAML (5 inner steps)", "first-order MAML",
+           {"method": "maml", "model_options": {"first_order": True}}, 3.0),
+    Method("fomaml-1step", "first-order MAML (1 inner step)", "first-order MAML, 1 step",
            {"method": "maml", "model_options": {"first_order": True, "inner_steps": 1}}, 1.5),
 ]}
 
@@ -75,9 +78,11 @@ def method_name(cfg: "TrainConfig") -> str:
     return cfg.method
 
 
-def method_label(name: str) -> str:
+def method_label(name: str, short: bool = False) -> str:
     """The reader-facing label of a method name ("ht-2" and other unnamed variants keep their name)."""
-    return METHODS[name].label if name in METHODS else name
+    if name not in METHODS:
+        return name
+    return METHODS[name].short if short else METHODS[name].label
 
 
 def build_model(cfg: "TrainConfig", image_shape: tuple[int, int, int]) -> nn.Module:

@@ -36,13 +36,8 @@ GPU_LOG = "results/gpu/gpu_job_h100.log"
 SEMI_OTHER = "results/gpu/semi_quick_omniglot_h100.csv"  # the semi-supervised runs again, on a GPU
 PAPER_NOTES = "docs/paper.md"
 
-# How the README's prose calls the methods (others: htlib.methods' labels).
-NAMES = {"ht-all": "HT, all layers", "ht-logits": "HT, logits only", "protonet": "ProtoNet",
-         "protonet-softkmeans": "ProtoNet + soft k-means"}
-# The single runs' table: one row per method, in this order; the first row also names the task.
-RUN_ROWS = {"ht-all": "HT, all layers generated", "ht-logits": "HT, logits layer only generated",
-            "protonet": "ProtoNet on the same CNN",
-            "maml": "MAML (second order, 5 inner steps, lr 0.1) on the same CNN"}
+# The single runs' table: one row per method, in this order (labels: htlib.methods).
+SINGLE_RUN_ORDER = ("ht-all", "ht-logits", "protonet", "maml")
 # The sweep table's method column, where it says more than the method's name.
 SWEEP_NAMES = {"maml": "maml (2nd order, 5 steps)"}
 # The paper's claim of finding 1 (generate all layers), by the status htlib.report.findings gives it.
@@ -135,7 +130,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_single_runs(runs: dict[str, dict], paper_test_tasks: int) -> str:
     """The single runs of notebook 02 beside the paper's number, and what their gaps say."""
-    order = [m for m in RUN_ROWS if m in runs] + sorted(m for m in runs if m not in RUN_ROWS)
+    order = [m for m in SINGLE_RUN_ORDER if m in runs] + sorted(m for m in runs if m not in SINGLE_RUN_ORDER)
     first = runs[order[0]]
     best = max(r["test_accuracy"] for r in runs.values())
     rows = []
@@ -143,7 +138,7 @@ def render_single_runs(runs: dict[str, dict], paper_test_tasks: int) -> str:
         r = runs[method]
         same = method != order[0] and _task(r) == _task(first) and _budget(r) == _budget(first)
         accuracy = f"{100 * r['test_accuracy']:.2f}% ± {100 * r['ci95']:.2f}%"
-        rows.append([f"{RUN_ROWS.get(method, method_label(method))}, "
+        rows.append([f"{method_label(method)}, "
                      + ("same task and budget" if same else _task(r)), f"`{r['profile']}`",
                      f"**{accuracy}**" if r["test_accuracy"] == best else accuracy, str(r["test_episodes"]),
                      (f"{r['episodes_seen']:,} episodes" if same
@@ -297,7 +292,7 @@ def _method_order(method: str) -> int:
 
 
 def _against(method: str) -> str:
-    return "generating the logits only" if method == "ht-logits" else NAMES.get(method, method)
+    return "generating the logits only" if method == "ht-logits" else method_label(method, short=True)
 
 
 def _where(rows: pd.DataFrame) -> str:
@@ -355,7 +350,7 @@ def render_semi(table: pd.DataFrame, train_seconds: dict[tuple[str, int], float]
     for method in sorted(table.method.unique(), key=_method_order):
         for arm in sorted(table.train_unlabelled[table.method == method].unique(), reverse=True):
             keys = [(method, arm, d, u) for d, u in tests]
-            rows.append([NAMES.get(method, method_label(method)), f"U = {arm}" if arm else "U = 0 (control)"]
+            rows.append([method_label(method, short=True), f"U = {arm}" if arm else "U = 0 (control)"]
                         + [f"{100 * cells.loc[k].test_accuracy:.1f} ± {100 * cells.loc[k].ci95:.1f}"
                            if k in cells.index else "" for k in keys])
     lines += _table(header, rows) + [""] + [_wrap(b, bullet=True) for b in _semi_bullets(table, trained_u, other)]
@@ -389,12 +384,12 @@ def _semi_bullets(table: pd.DataFrame, trained_u: int, other: pd.DataFrame | Non
         hurts = control.loc[ht].verdict.eq("worse").all()
         text += (f" Without that training the untrained \"unlabelled\" embedding "
                  f"{'hurts' if hurts else 'changes accuracy by'}: "
-                 + " and ".join(f"{_gap(control.loc[m])} points ({NAMES.get(m, m)})" for m in ht)
+                 + " and ".join(f"{_gap(control.loc[m])} points ({method_label(m, short=True)})" for m in ht)
                  + f" at U = {top_u}.")
         bullets.append(text)
     distract = table[table.test_distractors > 0]
     for method in (m for m in control.index if m not in ht):
-        text = (f"{NAMES.get(method, method)} {_change(control.loc[method])} from U = 0 to U = {top_u} without ever "
+        text = (f"{method_label(method, short=True)} {_change(control.loc[method])} from U = 0 to U = {top_u} without ever "
                 f"being trained on unlabelled samples")
         rows = distract[(distract.method == method) & (distract.train_unlabelled == 0)]
         for r in rows.itertuples():
