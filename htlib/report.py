@@ -46,7 +46,7 @@ def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = 
             if (shots, channels, other) not in cells.index:
                 continue
             b = cells.loc[(shots, channels, other)]
-            out.append({"shots": shots, "channels": channels, "versus": other, **_difference(a, b)})
+            out.append({"shots": shots, "channels": channels, "versus": other, **difference(a, b)})
     return pd.DataFrame(out, columns=["shots", "channels", "versus", "gap", "ci95", "verdict"])
 
 
@@ -98,7 +98,7 @@ def _per_cell(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _difference(a: pd.Series, b: pd.Series) -> dict:
+def difference(a: pd.Series, b: pd.Series) -> dict:
     diff, ci = a.test_accuracy - b.test_accuracy, math.hypot(a.ci95, b.ci95)
     verdict = "better" if diff - ci > 0 else "worse" if diff + ci < 0 else "no clear difference"
     return {"gap": diff, "ci95": ci, "verdict": verdict}
@@ -116,7 +116,7 @@ def unlabelled_gains(table: pd.DataFrame) -> pd.DataFrame:
         for (_, _, u), row in rows.iterrows():
             if u > 0:
                 out.append({"method": method, "train_unlabelled": arm, "test_unlabelled": u,
-                            **_difference(row, zero)})
+                            **difference(row, zero)})
     return pd.DataFrame(out, columns=["method", "train_unlabelled", "test_unlabelled", "gap", "ci95", "verdict"])
 
 
@@ -142,14 +142,14 @@ def semi_verdicts(table: pd.DataFrame) -> list[str]:
             u = arms[1]
             key_u, key_0 = (method, u, u, 0), (method, 0, u, 0)
             if key_u in rows.index and key_0 in rows.index:
-                d = _difference(rows.loc[key_u], rows.loc[key_0])
+                d = difference(rows.loc[key_u], rows.loc[key_0])
                 lines.append(f"{method}: at U_test = {u}, the arm trained with U = {u} minus the control is "
                              f"{100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points ({d['verdict']}).")
             with_d = rows[(rows.index.get_level_values("method") == method)
                           & (rows.index.get_level_values("test_distractors") > 0)]
             for (m, arm, uu, dd), row in with_d.iterrows():
                 if (m, arm, uu, 0) in rows.index:
-                    d = _difference(row, rows.loc[(m, arm, uu, 0)])
+                    d = difference(row, rows.loc[(m, arm, uu, 0)])
                     lines.append(f"{method} (trained with U = {arm}): {dd} distractor classes at U_test = {uu} "
                                  f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
                                  f"({d['verdict']}).")

@@ -14,13 +14,14 @@ the semi-supervised arms) from the single runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from htlib.config import TrainConfig
+from htlib.config import TrainConfig, config_differences
 from htlib.data.paths import PROJECT_ROOT
-from htlib.errors import CheckpointError, RunLockedError
+from htlib.errors import CheckpointError, ConfigError, RunLockedError
 from htlib.methods import METHODS, method_name
 
 RESULTS_ROOT = PROJECT_ROOT
@@ -40,6 +41,20 @@ class Run:
     def init_weights(self) -> Path | None:
         """The weights file `init_from` names, relative paths taken from the project root."""
         return project_path(self.config.init_from) if self.config.init_from else None
+
+
+def is_finished(run: Run) -> bool:
+    """Whether the run's folder holds a finished run; one trained with other settings is an error,
+    never silently reused or trained over (it may be a committed result)."""
+    saved = run.folder / "config.json"
+    if not (run.folder / "result.json").is_file() or not saved.is_file():
+        return False
+    differ = config_differences(json.loads(saved.read_text()), run.config)
+    if differ:
+        raise ConfigError(
+            f"{run.folder} holds a finished run with other settings {differ} (as (stored, wanted)); a "
+            f"profile's budget may have changed. Delete that folder to retrain it, or use another folder.")
+    return True
 
 
 def make_run(config: TrainConfig, group: str | None = None) -> Run:

@@ -40,7 +40,7 @@ from htlib.data import EpisodeSampler, load_split
 from htlib.errors import CheckpointError, ConfigError, RunExistsError
 from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_episode_accuracy
 from htlib.methods import build_model, method_name
-from htlib.runs import Run, make_run, relative_to_project, run_lock
+from htlib.runs import Run, is_finished, make_run, relative_to_project, run_lock
 from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
 
 
@@ -361,13 +361,7 @@ def load_or_train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = No
     if not isinstance(run, Run):
         run = Run.at(run, run_dir) if run_dir is not None else make_run(run)
     folder, cfg = run.folder, run.config
-    saved = folder / "config.json"
-    if (folder / "result.json").is_file() and (folder / "model.pt").is_file() and saved.is_file():
-        differ = config_differences(json.loads(saved.read_text()), cfg)
-        if differ:  # never train over a finished run: it may be a committed result
-            raise ConfigError(
-                f"{folder} holds a finished run with other settings {differ} (as (stored, wanted)). Delete "
-                f"that folder to retrain it, or train the variant into another folder (run_dir=...).")
+    if is_finished(run):
         data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
         model = build_model(cfg, data.image_shape)
         checkpoints.load_weights(model, checkpoints.load(folder / "model.pt", "weights"), folder / "model.pt")

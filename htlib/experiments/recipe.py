@@ -35,11 +35,10 @@ import pandas as pd
 
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
-from htlib.experiments.sweep import _check_same_config
 from htlib.methods import method_settings
 from htlib.profiles import get_profile
-from htlib.report import _difference
-from htlib.runs import Run, make_run, table_path
+from htlib.report import difference
+from htlib.runs import Run, is_finished, make_run, table_path
 from htlib.train import train
 from htlib.utils import write_atomic
 
@@ -179,8 +178,7 @@ def run_recipe(spec: RecipeSpec, progress: bool = True, max_minutes: float | Non
         runs = [(arm, run) for arm, run in runs if arm in arms]
     todo = []
     for arm, run in runs:
-        if (run.folder / "result.json").is_file():
-            _check_same_config(run)
+        if is_finished(run):
             print(f"{arm} (seed {run.config.seed}): done before, skipped")
         else:
             todo.append((arm, run))
@@ -245,7 +243,7 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
     arms["seeds"] = grouped["seed"].nunique()
     base = arms.loc[BASELINE]
     rows = [{"arm": arm, "change": row.change, "seeds": row.seeds, "test_accuracy": row.test_accuracy,
-             **_difference(row, base)} for arm, row in arms.iterrows() if arm != BASELINE]
+             **difference(row, base)} for arm, row in arms.iterrows() if arm != BASELINE]
     return pd.DataFrame(rows, columns=["arm", "change", "seeds", "test_accuracy", "gap", "ci95", "verdict"])
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from htlib.config import TrainConfig, check_runs, config_differences
+from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
 from htlib.methods import get_method, method_name, method_settings
 from htlib.profiles import get_profile
-from htlib.runs import Run, make_run, table_path
+from htlib.runs import Run, is_finished, make_run, table_path
 from htlib.train import train
 from htlib.utils import write_atomic
 
@@ -107,8 +107,7 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
     start = time.monotonic()
     todo = []
     for cell in spec.check():
-        if (cell.folder / "result.json").is_file():
-            _check_same_config(cell)
+        if is_finished(cell):
             print(f"{cell.folder.name}: done before, skipped")
         else:
             todo.append(cell)
@@ -176,16 +175,6 @@ def _run_parallel(cells: list[Run], workers: int, time_left, finished) -> None:
 
 def _train_quietly(cell: Run) -> None:
     train(cell, resume=True, progress=False)
-
-
-def _check_same_config(cell: Run) -> None:
-    """A finished cell is reused only if it was trained with exactly this cell's settings."""
-    run_dir = cell.folder
-    differ = config_differences(json.loads((run_dir / "config.json").read_text()), cell.config)
-    if differ:
-        raise ConfigError(
-            f"{run_dir} holds a finished run with other settings {differ} (as (stored, wanted)); "
-            f"the profile's budget for it probably changed. Delete that folder to retrain it.")
 
 
 def _write(spec: SweepSpec, table: pd.DataFrame) -> None:
