@@ -293,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, TrainingInterrupted) and exc.checkpoint is not None:
             command = " ".join(["python -m htlib", *(argv if argv is not None else sys.argv[1:])])
-            if "--resume" not in command.split():
-                command += " --resume"
+            if args.command == "train" and "--resume" not in command.split():
+                command += " --resume"  # the experiments (sweep, semi, recipe) always resume
             print(f"{exc}. Resume with: {command}", file=sys.stderr)
         else:
             print(f"interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)

@@ -114,7 +114,7 @@ def recipe_summary(table: pd.DataFrame, gaps: pd.DataFrame, arms_in_study: int) 
         return f"No committed recipe runs with a baseline yet (0 of {arms_in_study} arms)."
     base = table[table["arm"] == "baseline"]
     lines = [f"{table['arm'].nunique()} of {arms_in_study} arms finished ({len(table)} runs, seeds "
-             f"{sorted(table['seed'].unique())}), {int(base['episodes'].iloc[0]):,} training episodes each "
+             f"{sorted(int(s) for s in table['seed'].unique())}), {int(base['episodes'].iloc[0]):,} training episodes each "
              f"(see the table for exceptions), on {_devices(table)}; the baseline scores "
              f"{100 * base['test_accuracy'].mean():.1f}% on the test episodes, with "
              f"{100 * base['train_accuracy'].mean():.1f}% training and {100 * base['val_accuracy'].mean():.1f}% "

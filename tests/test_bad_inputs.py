@@ -267,3 +267,17 @@ def test_help_shows_every_option_with_a_meaning_and_its_default():
 def test_the_main_job_refuses_bad_options_before_running_a_notebook(tmp_path, capsys, extra, needle):
     _refused(capsys, ["notebooks", "--profile", "ci", "--offline", "--out", str(tmp_path / "out"), *extra], needle)
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_in_an_experiment_names_the_same_command_to_resume(monkeypatch, capsys):
+    """sweep / semi / recipe resume by themselves: the message must not add a --resume they lack."""
+    import htlib.experiments.recipe as recipe
+    from htlib.train import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted(7, Path("runs/x/checkpoint.pt"))
+
+    monkeypatch.setattr(recipe, "run_recipe", interrupted)
+    assert main(["recipe", "--profile", "ci", "--dataset", "synthetic"]) == 130
+    assert capsys.readouterr().err.strip().endswith(
+        "Resume with: python -m htlib recipe --profile ci --dataset synthetic")

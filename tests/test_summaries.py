@@ -73,7 +73,7 @@ def test_recipe_summary_sorts_arms_by_their_computed_verdict():
 
     table = pd.DataFrame([row("baseline", 0.80), row("lr-3e-3", 0.83), row("layers-2", 0.75), row("shift-2", 0.801)])
     text = recipe_summary(table, recipe_gaps(table), arms_in_study=20)
-    assert text.startswith("4 of 20 arms finished") and "the baseline scores 80.0%" in text
+    assert text.startswith("4 of 20 arms finished (4 runs, seeds [0])") and "the baseline scores 80.0%" in text
     assert "**Better than the baseline** (test accuracy, points): `lr-3e-3` +3.0 ± 0.7." in text
     assert "**Worse than the baseline** (test accuracy, points): `layers-2` -5.0 ± 0.7." in text
     assert "`shift-2` +0.1 ± 0.7" in text and "the baseline with `lr-3e-3`" in text
