@@ -164,18 +164,21 @@ class EpisodeSampler:
 
 
 def draw_offsets(count: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """(count, 2) random (dy, dx) offsets, each uniform in [-max_shift, max_shift]."""
-    return torch.randint(-max_shift, max_shift + 1, (count, 2), generator=generator)
+    """(count, 2) random (dy, dx) offsets, each uniform in [-max_shift, max_shift], on the
+    generator's device."""
+    return torch.randint(-max_shift, max_shift + 1, (count, 2), generator=generator, device=generator.device)
 
 
-def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def shift_images(images: torch.Tensor, offsets: torch.Tensor, pad: int | None = None) -> torch.Tensor:
     """Move image i of (M, C, H, W) down by offsets[i, 0] and right by offsets[i, 1] pixels
     (negative: up / left); what comes in from outside the image is 0. One gather for all images:
-    output pixel (y, x) reads pixel (y - dy, x - dx) of the image padded by the largest offset."""
+    output pixel (y, x) reads pixel (y - dy, x - dx) of the image padded by `pad` pixels, at least
+    the largest offset (default: that offset, which reads it from the tensor)."""
     m, _, height, width = images.shape
-    pad = int(offsets.abs().max()) if len(offsets) else 0
+    if pad is None:
+        pad = int(offsets.abs().max()) if len(offsets) else 0
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (M, H', W', C)
-    rows = torch.arange(height) + pad - offsets[:, :1]  # (M, H)
-    cols = torch.arange(width) + pad - offsets[:, 1:]  # (M, W)
-    picked = padded[torch.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (M, H, W, C)
+    rows = torch.arange(height, device=images.device) + pad - offsets[:, :1]  # (M, H)
+    cols = torch.arange(width, device=images.device) + pad - offsets[:, 1:]  # (M, W)
+    picked = padded[torch.arange(m, device=images.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
     return picked.permute(0, 3, 1, 2).contiguous()

@@ -1,11 +1,38 @@
-"""Input checks shared by every few-shot model: a clear ValueError that says what is wrong."""
+"""Input checks shared by every few-shot model: a clear ValueError that says what is wrong.
+
+Shape checks read only metadata. Checks of label *values* read tensor contents, which on a GPU
+makes the host wait for the device (a sync) in every call; the trainer feeds episodes that its own
+sampler built valid, so it switches those off for its hot loop with `trusted_episodes()`.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from htlib.models.cnn import CNNSpec
+
+
+_value_checks = True
+
+
+@contextmanager
+def trusted_episodes() -> Iterator[None]:
+    """Within this block the models skip the checks that read label values (shapes are still
+    checked). For episodes made by htlib's samplers only: their labels are valid by construction."""
+    global _value_checks
+    previous, _value_checks = _value_checks, False
+    try:
+        yield
+    finally:
+        _value_checks = previous
+
+
+def value_checks_on() -> bool:
+    return _value_checks
 
 
 def check_support(spec: CNNSpec, images: Tensor, labels: Tensor, num_classes: int,
@@ -26,7 +53,7 @@ def check_support(spec: CNNSpec, images: Tensor, labels: Tensor, num_classes: in
         upper = "" if max_ways is None else f", max_ways={max_ways}"
         raise ValueError(f"num_classes must be in [1{upper}], got {num_classes}; a model built for "
                          f"max_ways classes cannot take more.")
-    if labels.numel() and (labels.min() < -1 or labels.max() >= num_classes):
+    if _value_checks and labels.numel() and (labels.min() < -1 or labels.max() >= num_classes):
         raise ValueError(
             f"support_labels must lie in [0, {num_classes - 1}] or be -1 (unlabelled), got values in "
             f"[{int(labels.min())}, {int(labels.max())}].")
