@@ -1,0 +1,18 @@
+"""Coursework: graded exercises in notebooks 01-05, their checks, student versions and a grader.
+
+In a notebook::
+
+    from htlib import course
+    result = course.check("split_episode", split_episode)   # says what is right or wrong, with a hint
+    split_episode = result.use                              # yours once it passes, else the reference
+    result                                                  # the cell's value: its points, for nbgrader
+
+`python -m htlib.course student` writes the student versions (nbgrader's format and preprocessors,
+the `course` extra), `python -m htlib.course grade FOLDER` grades a folder of submissions.
+The checks themselves need only htlib.
+"""
+
+from htlib.course.core import MIME, CheckFailed, Exercise, Result, check
+from htlib.course.exercises import EXERCISES, NOTEBOOKS, exercises_of
+
+__all__ = ["MIME", "CheckFailed", "EXERCISES", "Exercise", "NOTEBOOKS", "Result", "check", "exercises_of"]

@@ -1,0 +1,301 @@
+"""The coursework checks (htlib.course): the references pass, typical mistakes fail with the message
+that names them, unfinished and crashing answers are reported, and nbgrader scores a check cell
+by the points the check gives."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from htlib import course
+from htlib.course.core import MIME
+from htlib.course.exercises import EXERCISES, NOTEBOOKS, exercises_of
+
+
+@pytest.mark.parametrize("key", list(EXERCISES))
+def test_the_reference_solution_passes_with_full_points(key):
+    result = course.check(key, EXERCISES[key].reference)
+    assert (result.status, result.points) == ("passed", EXERCISES[key].points), result.text()
+    assert result.use is EXERCISES[key].reference
+
+
+def _stub(*args):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("key", list(EXERCISES))
+def test_the_stub_is_not_done_yet_and_the_notebook_falls_back_on_the_reference(key):
+    result = course.check(key, _stub)
+    assert (result.status, result.points) == ("not done yet", 0.0)
+    assert "NotImplementedError" in result.message and "replace" in result.hint
+    assert result.use is EXERCISES[key].reference
+    assert "Until it passes, the rest of this notebook uses htlib's reference" in result.text()
+
+
+@pytest.mark.parametrize("key", list(EXERCISES))
+def test_an_answer_that_crashes_is_reported_with_its_error_not_raised(key):
+    def broken(*args):
+        return {}["no such key"]
+
+    result = course.check(key, broken)
+    assert result.status == "wrong" and result.points == 0
+    assert "raised KeyError" in result.message and result.hint
+
+
+# ---------------------------------------------------------------- typical mistakes, one message each
+
+def _choose_sorted(n, ways, g):
+    return torch.randperm(n, generator=g)[:ways].sort().values  # labels not permuted
+
+
+def _choose_global_rng(n, ways, g):
+    return torch.randperm(n)[:ways]
+
+
+def _choose_with_replacement(n, ways, g):
+    return torch.randint(n, (ways,), generator=g)
+
+
+def _choose_first(n, ways, g):
+    return torch.arange(ways)
+
+
+def _split_repeat(picked, shots):  # labels cycle 0,1,2,3,0,1,... while images come class by class
+    n, m = picked.shape[:2]
+    return (picked[:, :shots].reshape(n * shots, *picked.shape[2:]), torch.arange(n).repeat(shots),
+            picked[:, shots:].reshape(n * (m - shots), *picked.shape[2:]), torch.arange(n).repeat(m - shots))
+
+
+def _split_transposed(picked, shots):  # flattened (drawing, class)
+    n, m = picked.shape[:2]
+    return (picked[:, :shots].transpose(0, 1).reshape(n * shots, *picked.shape[2:]),
+            torch.arange(n).repeat_interleave(shots),
+            picked[:, shots:].transpose(0, 1).reshape(n * (m - shots), *picked.shape[2:]),
+            torch.arange(n).repeat_interleave(m - shots))
+
+
+def _split_swapped(picked, shots):  # queries taken from the front
+    n, m = picked.shape[:2]
+    q = m - shots
+    return (picked[:, q:].reshape(n * shots, *picked.shape[2:]), torch.arange(n).repeat_interleave(shots),
+            picked[:, :q].reshape(n * q, *picked.shape[2:]), torch.arange(n).repeat_interleave(q))
+
+
+def _split_float_labels(picked, shots):
+    s, sl, q, ql = EXERCISES["split_episode"].reference(picked, shots)
+    return s, sl.float(), q, ql
+
+
+def _tokens_raw(label, local, shared, width):
+    t = torch.cat([label, local, shared], -1)
+    return F.pad(t, (0, width - t.shape[-1]))
+
+
+def _tokens_unpadded(label, local, shared, width):
+    return torch.cat([label, F.layer_norm(local, local.shape[-1:]), F.layer_norm(shared, shared.shape[-1:])], -1)
+
+
+def _tokens_swapped(label, local, shared, width):
+    t = torch.cat([label, F.layer_norm(shared, shared.shape[-1:]), F.layer_norm(local, local.shape[-1:])], -1)
+    return F.pad(t, (0, width - t.shape[-1]))
+
+
+def _tokens_front_pad(label, local, shared, width):
+    t = torch.cat([label, F.layer_norm(local, local.shape[-1:]), F.layer_norm(shared, shared.shape[-1:])], -1)
+    return F.pad(t, (width - t.shape[-1], 0))
+
+
+def _kernel_transposed(out, d, c_out, c_in):  # output and input channels swapped
+    return out[:, :c_out, d:d + 9 * c_in].reshape(out.shape[0], c_in, c_out, 3, 3).transpose(1, 2)
+
+
+def _kernel_in_first(out, d, c_out, c_in):  # shape (B, C_in, C_out, 3, 3)
+    return out[:, :c_out, d:d + 9 * c_in].reshape(out.shape[0], c_in, c_out, 3, 3)
+
+
+def _kernel_no_skip(out, d, c_out, c_in):
+    return out[:, :c_out, :9 * c_in].reshape(out.shape[0], c_out, c_in, 3, 3)
+
+
+def _kernel_from_samples(out, d, c_out, c_in):
+    return out[:, -c_out:, d:d + 9 * c_in].reshape(out.shape[0], c_out, c_in, 3, 3)
+
+
+def _kernel_channel_last(out, d, c_out, c_in):
+    return out[:, :c_out, d:d + 9 * c_in].reshape(out.shape[0], c_out, 3, 3, c_in).permute(0, 1, 4, 2, 3)
+
+
+def _logits_no_bias(features, weight):
+    return features @ weight[..., :-1].transpose(1, 2)
+
+
+def _logits_bias_first(features, weight):
+    return features @ weight[..., 1:].transpose(1, 2) + weight[..., 0].unsqueeze(1)
+
+
+def _logits_transposed(features, weight):
+    return (features @ weight[..., :-1].transpose(1, 2) + weight[..., -1].unsqueeze(1)).transpose(1, 2)
+
+
+def _written_no_bias(c, n, g, layers=4, image_channels=1):
+    return EXERCISES["weights_written"].reference(c, n, g) - n
+
+
+def _written_conv0_wide(c, n, g, layers=4, image_channels=1):
+    ref = EXERCISES["weights_written"].reference(c, n, g)
+    return ref + (9 * c * (c - 1) if g == "all" else 0)
+
+
+def _gap_summed(a, ca, b, cb):
+    gap, ci = a - b, ca + cb
+    return gap, ci, "better" if gap - ci > 0 else "worse" if gap + ci < 0 else "no clear difference"
+
+
+def _gap_sign_verdict(a, ca, b, cb):
+    return a - b, math.hypot(ca, cb), "better" if a > b else "worse"
+
+
+def _labels_forgotten(embedding, labels):  # forgetting the unlabelled slot
+    return embedding(labels)
+
+
+def _labels_clamped(embedding, labels):
+    return embedding(labels.clamp(min=0))
+
+
+def _labels_next_row(embedding, labels):  # row N of this episode instead of the shared last row
+    return embedding(torch.where(labels < 0, labels.max() + 1, labels))
+
+
+def _kmeans(emb, labels, protos, axis=1, sign=-1.0, squared=True, denominator="all"):
+    n = protos.shape[0]
+    lab, unl = emb[labels >= 0], emb[labels < 0]
+    hard = F.one_hot(labels[labels >= 0], n).float()
+    dist = (unl[:, None] - protos[None]).pow(2).sum(-1)
+    dist = dist if squared else dist.sqrt()
+    soft = (sign * dist).softmax(dim=axis)
+    den = hard.sum(0) + (soft.sum(0) if denominator == "all" else 0)
+    return (hard.T @ lab + soft.T @ unl) / den[:, None]
+
+
+def _ci_no_sqrt_n(accs):
+    return float(accs.mean()), 1.96 * float(accs.std())
+
+
+def _ci_biased(accs):
+    return float(accs.mean()), 1.96 * float(accs.std(unbiased=False)) / math.sqrt(accs.numel())
+
+
+def _ci_two(accs):
+    return float(accs.mean()), 2 * float(accs.std()) / math.sqrt(accs.numel())
+
+
+MISTAKES = [
+    ("choose_classes", _choose_sorted, "Labels not permuted"),
+    ("choose_classes", _choose_global_rng, "seeded alike gave different classes"),
+    ("choose_classes", _choose_with_replacement, "a class appears twice"),
+    ("choose_classes", _choose_first, "Every seed gives the same classes"),
+    ("split_episode", _split_repeat, "That is torch.arange(N).repeat(...)"),
+    ("split_episode", _split_transposed, "not ordered class by class"),
+    ("split_episode", _split_swapped, "the first K = 2 drawings are the support"),
+    ("split_episode", _split_float_labels, "should be an integer tensor"),
+    ("sample_tokens", _tokens_raw, "The features are not standardised"),
+    ("sample_tokens", _tokens_unpadded, "has shape (2, 3, 12); it should be (2, 3, 16)"),
+    ("sample_tokens", _tokens_swapped, "local and shared features are swapped"),
+    ("sample_tokens", _tokens_front_pad, "first d = 4 entries of a token should be its label embedding"),
+    ("kernel_from_output", _kernel_transposed, "Transposed kernel: your weight[o, i]"),
+    ("kernel_from_output", _kernel_in_first, "Transposed kernel: shape (2, 2, 3, 3, 3)"),
+    ("kernel_from_output", _kernel_no_skip, "the first d = 4 entries are the embedding part"),
+    ("kernel_from_output", _kernel_from_samples, "the support samples"),
+    ("kernel_from_output", _kernel_channel_last, "input channel last"),
+    ("logits_layer", _logits_no_bias, "The bias is missing"),
+    ("logits_layer", _logits_bias_first, "take the bias from the first entry"),
+    ("logits_layer", _logits_transposed, "one row per class"),
+    ("weights_written", _written_no_bias, "off by exactly N = 5: is the bias"),
+    ("weights_written", _written_conv0_wide, "conv0 reads the image's 1 channel"),
+    ("gap_ci", _gap_summed, "You added the half-widths"),
+    ("gap_ci", _gap_sign_verdict, "it should be 'no clear difference'"),
+    ("label_embeddings", _labels_forgotten, "Forgetting the unlabelled slot"),
+    ("label_embeddings", _labels_clamped, "class 0's embedding"),
+    ("label_embeddings", _labels_next_row, "one past this episode's 5 classes"),
+    ("soft_kmeans_step", lambda e, l, p: _kmeans(e, l, p, axis=0), "Softmax over the wrong axis"),
+    ("soft_kmeans_step", lambda e, l, p: _kmeans(e, l, p, sign=1.0), "Wrong sign"),
+    ("soft_kmeans_step", lambda e, l, p: _kmeans(e, l, p, squared=False), "uses the squared distance"),
+    ("soft_kmeans_step", lambda e, l, p: _kmeans(e, l, p, denominator="labelled"), "labelled counts only"),
+    ("soft_kmeans_step", lambda e, l, p: p.clone(), "the unlabelled samples did not move them"),
+    ("mean_ci95", _ci_no_sqrt_n, "times too wide: that is the spread of single episodes"),
+    ("mean_ci95", _ci_biased, "use the sample standard deviation"),
+    ("mean_ci95", _ci_two, "the 95% normal quantile is 1.96"),
+]
+
+
+@pytest.mark.parametrize("key, answer, message", MISTAKES,
+                         ids=[f"{k}-{getattr(f, '__name__', '')}-{i}" for i, (k, f, _) in enumerate(MISTAKES)])
+def test_a_typical_mistake_fails_with_the_message_that_names_it(key, answer, message):
+    result = course.check(key, answer)
+    assert result.status == "wrong" and result.points == 0
+    assert message in result.message, result.message
+    assert result.hint, "every failure comes with a hint"
+    assert result.use is EXERCISES[key].reference
+
+
+def test_every_exercise_has_at_least_one_planted_mistake():
+    assert {key for key, _, _ in MISTAKES} == set(EXERCISES)
+
+
+def test_a_value_error_says_by_how_much_it_is_off():
+    ref = EXERCISES["logits_layer"].reference
+    result = course.check("logits_layer", lambda f, w: ref(f, w) + 0.25)
+    assert "differs from the reference on the check's fixed inputs by up to 0.25" in result.message
+
+
+def test_a_wrong_count_says_the_case_and_the_difference():
+    ref = EXERCISES["weights_written"].reference
+    result = course.check("weights_written", lambda c, n, g, *a: ref(c, n, g) + 3)
+    assert result.message.startswith("For C = 4, N = 5, generate = 'all' it returns") and "off by +3" in result.message
+
+
+def test_a_check_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    for key, ex in EXERCISES.items():
+        course.check(key, ex.reference)
+        course.check(key, lambda *a: torch.rand(1))  # a wrong answer that draws from the global state
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_not_a_function_is_reported():
+    result = course.check("gap_ci", 3.5)
+    assert result.status == "wrong" and "should be a function" in result.message
+
+
+def test_the_result_shows_markdown_and_its_points_as_plain_text_and_a_record_for_the_grader():
+    bundle = course.check("gap_ci", EXERCISES["gap_ci"].reference)._repr_mimebundle_()
+    assert bundle["text/plain"] == "2"
+    assert bundle["text/markdown"].startswith("Exercise `gap_ci`")
+    assert bundle[MIME] == {**bundle[MIME], "exercise": "gap_ci", "status": "passed", "points": 2.0,
+                            "max_points": 2.0}
+
+
+def test_nbgrader_scores_a_check_cell_by_the_points_of_its_result():
+    """The tool's own rule (nbgrader.utils.determine_grade) reads the cell's value as partial credit."""
+    utils = pytest.importorskip("nbgrader.utils", reason="the course extra: pip install -e .[course]")
+    import nbformat
+
+    for answer, points in ((EXERCISES["gap_ci"].reference, 2.0), (_gap_summed, 0.0), (_stub, 0.0)):
+        bundle = course.check("gap_ci", answer)._repr_mimebundle_()
+        cell = nbformat.v4.new_code_cell("result", metadata={"nbgrader": {
+            "grade": True, "solution": False, "points": 2, "grade_id": "gap_ci_check", "schema_version": 3}})
+        cell.outputs = [nbformat.v4.new_output("execute_result", data=bundle, execution_count=1)]
+        assert utils.determine_grade(cell) == (points, 2.0)
+
+
+def test_the_exercise_list_fits_the_issue():
+    """2-4 exercises in each of notebooks 01-04, one in 05; each key unique, with points and a time."""
+    assert NOTEBOOKS == ["01", "02", "03", "04", "05"]
+    assert all(2 <= len(exercises_of(nb)) <= 4 for nb in NOTEBOOKS[:4]) and len(exercises_of("05")) == 1
+    assert all(ex.points > 0 and ex.minutes > 0 and ex.title and ex.hint for ex in EXERCISES.values())
