@@ -18,6 +18,7 @@ from htlib.errors import ConfigError
 from htlib.methods import FAMILIES
 from htlib.models.hypertransformer import LOCAL_FEATURES_FROM
 from htlib.profiles import get_profile
+from htlib.speed import PRECISIONS, episodes_on_device
 from htlib.utils import resolve_device
 
 OPTIMIZERS = ("adamw", "sgd")  # "sgd": plain SGD, no momentum, as the reference (docs/paper.md, section 2)
@@ -67,6 +68,10 @@ class TrainConfig:
     # episodes per test batch; None: min(2 B, 64). The batch decides which test episodes the seeded
     # sampler draws, so runs with different B compare on the same episodes only if this is fixed.
     test_batch_size: int | None = None
+    # speed (htlib.speed)
+    episodes_on_device: bool | None = None  # DeviceEpisodeSampler; None: on a GPU, not on the CPU
+    precision: str = "fp32"  # or "bf16": the training step under bf16 autocast (PRECISIONS)
+    compile: bool = False  # torch.compile the model's step
     # bookkeeping
     seed: int = 0
     device: str = "auto"
@@ -88,6 +93,8 @@ class TrainConfig:
         out.val_episodes = pick(self.val_episodes, prof.val_episodes)
         out.test_episodes = pick(self.test_episodes, prof.test_episodes)
         out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20)
+        if self.episodes_on_device is None:  # a different episode stream: fixed in the run's config now
+            out.episodes_on_device = episodes_on_device(None, resolve_device(self.device))
         out._check()
         return out
 
@@ -115,6 +122,10 @@ class TrainConfig:
         smoothing = self.label_smoothing
         if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not 0 <= smoothing < 1:
             raise ConfigError(f"label_smoothing must be a number in [0, 1), got {self.label_smoothing!r}.")
+        for name in ("augment_rotations", "episodes_on_device", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         if self.distractors and not self.unlabelled:
@@ -138,17 +149,23 @@ def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"Unknown {name} {value!r}; choose one of {choices}")
 
 
+# Settings that say how a run is computed, not which run it is: the same run may move between
+# machines and data folders; compiling does the same arithmetic; the two samplers draw episodes
+# from the same distribution (a resumed run must keep its sampler: htlib.train checks that).
+HOW_FIELDS = ("device", "data_dir", "compile", "episodes_on_device")
+
+
 def config_differences(stored: dict, cfg: TrainConfig) -> dict:
     """{field: (stored, wanted)} for every setting in which a saved run differs from `cfg`.
 
-    The device and the data directory do not count (the same run may move between machines); a
-    field the saved run predates counts as its default, so adding a field keeps old runs valid.
+    HOW_FIELDS do not count; a field the saved run predates counts as its default, so adding a
+    field keeps old runs valid.
     """
     defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
                 for f in dataclasses.fields(TrainConfig)}
     wanted = cfg.to_dict()
     return {k: (stored.get(k, defaults[k]), v) for k, v in wanted.items()
-            if k not in ("device", "data_dir") and stored.get(k, defaults[k]) != v}
+            if k not in HOW_FIELDS and stored.get(k, defaults[k]) != v}
 
 
 def check_task(cfg: TrainConfig, splits: dict | None = None) -> None:

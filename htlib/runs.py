@@ -65,7 +65,7 @@ def make_run(config: TrainConfig, group: str | None = None) -> Run:
 
 # Training-recipe settings named in a run's folder when not at their default (the recipe study's
 # arms change them one at a time); every run made before they existed has them all at default.
-RECIPE_FIELDS = ("optimizer", "schedule", "lr", "weight_decay", "label_smoothing", "augment_shift")
+RECIPE_FIELDS = ("optimizer", "schedule", "lr", "weight_decay", "label_smoothing", "augment_shift", "precision")
 
 
 def run_name(cfg: TrainConfig) -> str:

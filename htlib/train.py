@@ -34,12 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from htlib import checkpoints
+from htlib import checkpoints, speed
 from htlib.config import TrainConfig, check_task, checked_config, config_differences  # noqa: F401 (re-exported)
 from htlib.data import EpisodeSampler, load_split
 from htlib.errors import CheckpointError, ConfigError, RunExistsError
 from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_episode_accuracy
 from htlib.methods import build_model, method_name
+from htlib.models.checks import trusted_episodes
 from htlib.runs import Run, is_finished, make_run, relative_to_project, run_lock
 from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
 
@@ -52,14 +53,6 @@ def count_parameters(model: nn.Module, ways: int) -> dict[str, int]:
 
 # The reference decays lr by x0.95 every 100k of its 4M steps: 40 periods (docs/paper.md, section 2).
 REFERENCE_DECAY, REFERENCE_PERIODS = 0.95, 40
-
-
-def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """AdamW (this project's default), or plain SGD without momentum as the reference's
-    GradientDescentOptimizer (docs/paper.md, section 2)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _schedule(cfg: TrainConfig):
@@ -144,18 +137,21 @@ class Trainer:
         self.train_data, self.val_data = load("train"), load("val")
         # every split must hold the task: checked now, not at the first validation after minutes of training
         check_task(cfg, {"train": self.train_data, "val": self.val_data, "test": load("test")})
-        self.sampler = EpisodeSampler(
-            self.train_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
-            cfg.episodes_per_step, cfg.augment_rotations, seed=cfg.seed, augment_shift=cfg.augment_shift)
+        speed.tune_backends(self.device)
+        self.sampler = speed.make_sampler(cfg, self.train_data, self.device)
         self.model = build_model(cfg, self.train_data.image_shape)
         if run.init_weights is not None:
             checkpoints.load_weights(self.model, checkpoints.load(run.init_weights, "weights"), run.init_weights)
         self.model.to(self.device)
-        self.optimizer = _optimizer(cfg, self.model.parameters())
+        # the training step calls step_model (the same parameters, maybe compiled); evaluation calls model
+        self.step_model = speed.compile_model(self.model, self.device) if cfg.compile else self.model
+        self.optimizer = speed.make_optimizer(cfg, self.model.parameters(), self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
         self.rows: list[dict] = []
-        self.window: list[tuple[float, float]] = []  # (loss, accuracy) of the steps since the last log row
+        # (loss, accuracy) of the steps since the last log row: tensors on the device until a log
+        # point reads them all at once (reading each step would make the host wait for the GPU)
+        self.window: list[tuple[torch.Tensor | float, torch.Tensor | float]] = []
         self.best_val = -1.0
         self.best_state: dict | None = None
         self.elapsed = 0.0  # training seconds, summed over resumed sessions
@@ -173,7 +169,8 @@ class Trainer:
         checkpoints.save({
             "config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.generator.get_state(), "rows": self.rows, "window": self.window,
+            "sampler": self.sampler.generator.get_state(), "sampler_on": self._sampler_on(),
+            "rows": self.rows, "window": self._read_window(),
             "best_val": self.best_val, "best_state": self.best_state, "elapsed": self.elapsed,
             "torch_rng": torch.get_rng_state(),
         }, self.checkpoint_path)
@@ -193,6 +190,12 @@ class Trainer:
             raise ConfigError(
                 f"{path} was written by a run with a different configuration ({differ}, "
                 f"as (checkpoint, now)). Use another run directory, or the same settings to resume.")
+        saved_on = state.get("sampler_on", "host")  # checkpoints before the device sampler: host
+        if saved_on != self._sampler_on():
+            raise CheckpointError(
+                f"{path} was written with episodes sampled on the {saved_on}, this run samples them on the "
+                f"{self._sampler_on()}; a run resumes with the sampler it started with (set episodes_on_device "
+                f"and the device accordingly), or use another run directory.")
         checkpoints.load_weights(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -201,6 +204,14 @@ class Trainer:
         self.step, self.rows, self.window = state["step"], state["rows"], state.get("window", [])
         self.best_val, self.best_state, self.elapsed = state["best_val"], state["best_state"], state["elapsed"]
         return True
+
+    def _sampler_on(self) -> str:
+        """Where the training episodes are drawn, which decides the kind of its random state."""
+        return self.device.type if self.cfg.episodes_on_device else "host"
+
+    def _read_window(self) -> list[tuple[float, float]]:
+        """The window as numbers: one wait for the device, at a log point or a save."""
+        return [(float(loss), float(acc)) for loss, acc in self.window]
 
     def _write_metrics(self) -> None:
         if self.run_dir is None or not self.rows:
@@ -216,23 +227,37 @@ class Trainer:
                                  cfg.distractors, min(cfg.val_episodes, 32), seed=EVAL_SEED + 1)
         return evaluate(self.model, sampler, cfg.val_episodes, self.device)
 
-    def train_step(self) -> tuple[float, float]:
-        episode = self.sampler.sample().to(self.device)
-        logits = episode_logits(self.model, episode)  # (B, N*Q, N)
-        loss = F.cross_entropy(logits.flatten(0, 1), episode.query_labels.flatten(),
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns its loss and query accuracy as tensors on the device
+        (nothing here reads a value back, so the host never waits for the GPU)."""
+        episode = self.sampler.sample().to(self.device)  # a no-op for episodes sampled on the device
+        with speed.autocast(self.cfg.precision, self.device):
+            logits = episode_logits(self.step_model, episode)  # (B, N*Q, N)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), episode.query_labels.flatten(),
                                label_smoothing=self.cfg.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"The training loss became {loss.item()} at step {self.step}. Lower the learning rate "
-                f"(now {self.cfg.lr}) or the gradient clip ({self.cfg.grad_clip}); the last good "
-                f"checkpoint is {self.checkpoint_path or 'not kept (no run_dir)'}.")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        speed.clip_gradients(self.model, self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         acc = per_episode_accuracy(logits.detach(), episode.query_labels).mean()
-        return loss.item(), acc.item()
+        return loss.detach(), acc
+
+    def _check_window(self) -> list[tuple[float, float]]:
+        """The window's numbers; a loss that is not finite rolls the run back to its last checkpoint
+        (never overwritten by a bad state: saves follow this check) and stops it with advice."""
+        values = self._read_window()
+        bad = next((i for i, (loss, _) in enumerate(values) if not math.isfinite(loss)), None)
+        if bad is None:
+            return values
+        at = self.step - len(values) + bad + 1
+        kept = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.is_file() else None
+        if kept:
+            self.restore()
+        where = f"rolled back to its last checkpoint (step {self.step}, {kept})" if kept else "not kept (no checkpoint)"
+        raise FloatingPointError(
+            f"The training loss became {values[bad][0]} at step {at}. Lower the learning rate (now {self.cfg.lr}) "
+            f"or the gradient clip ({self.cfg.grad_clip}); the run is {where}.")
 
     def fit(self, progress: bool = True, stop_at: int | None = None) -> None:
         """Train up to cfg.steps (or stop early at step `stop_at`, checkpointing there).
@@ -240,7 +265,7 @@ class Trainer:
         Ctrl-C lets the current step finish, writes the checkpoint and raises TrainingInterrupted:
         `--resume` then continues exactly as if the run had never stopped.
         """
-        with _InterruptAfterStep() as interrupt:
+        with _InterruptAfterStep() as interrupt, trusted_episodes():
             self._fit(progress, stop_at, interrupt)
         if interrupt.requested:
             raise TrainingInterrupted(self.step, self.checkpoint_path)
@@ -262,7 +287,7 @@ class Trainer:
             val_now = self.step % cfg.val_every == 0 or self.step == cfg.steps
             log_now = val_now or self.step % max(1, cfg.val_every // 5) == 0
             if log_now:
-                loss, acc = (float(v) for v in np.mean(self.window, axis=0))
+                loss, acc = (float(v) for v in np.mean(self._check_window(), axis=0))
                 self.window = []
                 row = {"step": self.step, "episodes": self.step * cfg.episodes_per_step, "loss": loss,
                        "accuracy": acc, "lr": self.scheduler.get_last_lr()[0],
@@ -286,6 +311,7 @@ class Trainer:
                 self.save()
         self.elapsed += time.perf_counter() - started
         if self.step < cfg.steps:
+            self.window = self._check_window()  # never save a state that went bad since the last log point
             self.save()  # stopped early (stop_at or Ctrl-C): keep the exact state for --resume
         bar.close()
 

@@ -60,10 +60,26 @@ def test_resume_refuses_other_config_and_overwrite(tmp_path):
         train(tiny(), tmp_path, resume=False, progress=False)
 
 
-def test_nan_guard_stops_with_advice(tmp_path, monkeypatch):
-    trainer = Trainer(tiny(), tmp_path)
-    monkeypatch.setattr(trainer.model, "forward", lambda *args: torch.full((2, 10, 5), float("nan")))
-    with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+def test_nan_guard_rolls_back_to_the_last_checkpoint_with_advice(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(steps=9), tmp_path)
+    trainer.fit(progress=False, stop_at=3)  # a good checkpoint at step 3
+    good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    forward = trainer.model.forward
+    # from now on every loss is nan; the guard sees it at the next log point (step 4 here)
+    monkeypatch.setattr(trainer.model, "forward", lambda *args: forward(*args) * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"nan at step 4\. Lower the learning rate.*rolled back.*step 3"):
+        trainer.fit(progress=False)
+    assert trainer.step == 3
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, good[key]), key
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_nan_guard_without_a_run_folder_says_nothing_was_kept(monkeypatch):
+    trainer = Trainer(tiny(), None)
+    forward = trainer.model.forward
+    monkeypatch.setattr(trainer.model, "forward", lambda *args: forward(*args) * float("nan"))
+    with pytest.raises(FloatingPointError, match="at step 1\\..*not kept"):
         trainer.fit(progress=False)
 
 

@@ -1,0 +1,107 @@
+"""The fast training path (htlib.speed) against the plain eager fp32 step it replaces."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import pytest
+import torch
+
+from htlib import speed
+from htlib.errors import CheckpointError
+from htlib.models.checks import trusted_episodes
+from htlib.train import Trainer, train
+from tests.test_train import tiny
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _first_step(**settings) -> tuple[float, dict]:
+    trainer = Trainer(tiny(**settings), None)
+    with trusted_episodes():
+        loss, _ = trainer.train_step()
+    return float(loss), {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_foreach_optimizer_and_clipping_give_the_per_parameter_numbers_bit_for_bit():
+    def steps(fast: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.01, foreach=fast)
+        for i in range(4):
+            x = torch.randn(16, 5, generator=torch.Generator().manual_seed(i))
+            optimizer.zero_grad()
+            model(x).pow(2).sum().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, foreach=fast)
+            optimizer.step()
+        return [p.detach() for p in model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(steps(False), steps(True)))
+
+
+def test_bf16_step_stays_close_to_fp32():
+    loss32, weights32 = _first_step()
+    loss16, weights16 = _first_step(precision="bf16")
+    assert loss16 != loss32  # bf16 really ran
+    assert loss16 == pytest.approx(loss32, rel=0.02)
+    for key, value in weights32.items():  # one AdamW step moves each weight by about lr
+        torch.testing.assert_close(weights16[key], value, atol=2e-3, rtol=0)
+
+
+def test_compiled_model_is_one_graph_with_eager_outputs_and_gradients():
+    trainer = Trainer(tiny(), None)
+    episode = trainer.sampler.sample()
+    args = (episode.support, episode.support_labels, episode.query, episode.ways)
+    compiled = speed.compile_model(trainer.model, trainer.device, backend="aot_eager")  # fullgraph
+    with trusted_episodes():
+        eager_out = trainer.model(*args)
+        eager_grads = torch.autograd.grad(eager_out.square().sum(), list(trainer.model.parameters()))
+        out = compiled(*args)
+        grads = torch.autograd.grad(out.square().sum(), list(trainer.model.parameters()))
+    torch.testing.assert_close(out, eager_out, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, eager_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_compile_setting_trains_through_the_compiled_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(speed, "compile_model", functools.partial(speed.compile_model, backend="aot_eager"))
+    plain = train(tiny(steps=3, val_every=3), tmp_path / "plain", progress=False)
+    compiled = train(tiny(steps=3, val_every=3, compile=True), tmp_path / "compiled", progress=False)
+    torch.testing.assert_close(torch.tensor(compiled.metrics["loss"].values), torch.tensor(plain.metrics["loss"].values),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_device_sampler_run_resumes_exactly_and_keeps_its_sampler(tmp_path):
+    cfg = tiny(episodes_on_device=True)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    Trainer(cfg, tmp_path / "resumed").fit(progress=False, stop_at=4)
+    resumed = train(cfg, tmp_path / "resumed", progress=False)
+    assert resumed.metrics.drop(columns="seconds").equals(straight.metrics.drop(columns="seconds"))
+    Trainer(tiny(), tmp_path / "host").fit(progress=False, stop_at=2)
+    with pytest.raises(CheckpointError, match="sampled on the host.*on the cpu"):
+        train(tiny(episodes_on_device=True), tmp_path / "host", progress=False)
+
+
+def test_training_step_reads_no_value_back_from_the_device(monkeypatch):
+    """Each of these would make the host wait for a GPU; on the CPU we catch their Python calls
+    (the GPU job also runs with torch.cuda.set_sync_debug_mode("error"))."""
+    trainer = Trainer(tiny(episodes_on_device=True), None)
+    names = ("item", "tolist", "__bool__", "__float__", "__int__")
+    originals = {name: getattr(torch.Tensor, name) for name in names}
+
+    def guard(name):
+        def read(tensor, *args, **kwargs):
+            # the optimizer's step counters live on the host with foreach kernels (fused AdamW keeps
+            # them on the GPU): reading them costs no wait for the device
+            if any("torch/optim/" in frame.filename for frame in inspect.stack()[1:]):
+                return originals[name](tensor, *args, **kwargs)
+            raise AssertionError(f"the training step called Tensor.{name}")
+        return read
+
+    for name in names:
+        monkeypatch.setattr(torch.Tensor, name, guard(name))
+    with trusted_episodes():
+        loss, acc = trainer.train_step()
+    monkeypatch.undo()
+    assert loss.dim() == 0 and 0 <= float(acc) <= 1
