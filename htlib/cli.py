@@ -45,6 +45,11 @@ OPTIONS: dict[str, dict] = {
     "episodes-per-step": dict(type=int, default=None, help="B, episodes batched in one step (default: the profile's)"),
     "lr": dict(type=float, default=1e-3, help="peak learning rate of AdamW"),
     "seed": dict(type=int, default=0, help="seed of initialisation and training episodes"),
+    "warmup-steps": dict(type=int, default=None, help="steps of linear lr warm-up (default: 5%% of the steps)"),
+    "precision": dict(default="fp32", choices=["fp32", "bf16"], help="bf16: the training step under bf16 autocast"),
+    "compile": dict(action="store_true", help="torch.compile the model (CUDA graphs on a GPU); minutes to compile"),
+    "episodes-on-device": dict(action=argparse.BooleanOptionalAction, default=None,
+                               help="sample training episodes on the device (default: on a GPU, not on the CPU)"),
     "no-progress": dict(action="store_true", help="one log line per log point instead of a bar"),
 }
 # The HyperTransformer's own knobs (htlib.models.HTConfig fields); unset ones keep HTConfig's defaults
@@ -64,7 +69,8 @@ MODEL_OPTIONS: dict[str, tuple[str, dict]] = {
         action=argparse.BooleanOptionalAction, help="HT departure 3: standardised local/shared features (on)")),
 }
 TASK = ("profile", "dataset", "split-scheme", "data-dir", "device", "ways", "shots", "queries", "unlabelled",
-        "method", "generate", "channels", "steps", "episodes-per-step", "lr", "seed")
+        "method", "generate", "channels", "steps", "episodes-per-step", "lr", "seed", "warmup-steps",
+        "precision", "compile", "episodes-on-device")
 
 
 def _add(p: argparse.ArgumentParser, *names: str, **changed: dict) -> None:
@@ -90,7 +96,8 @@ def _config(args: argparse.Namespace):
         shots=args.shots, queries=args.queries, unlabelled=args.unlabelled, method=args.method,
         generate=generate, channels=args.channels, profile=args.profile, steps=args.steps,
         episodes_per_step=args.episodes_per_step, device=args.device, seed=args.seed, lr=args.lr,
-        model_options=model_options)
+        warmup_steps=args.warmup_steps, precision=args.precision, compile=args.compile,
+        episodes_on_device=args.episodes_on_device, model_options=model_options)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -132,10 +139,15 @@ def _eval(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from htlib.tools.bench import benchmark
 
-    rows = benchmark(_config(args), steps=args.bench_steps)
-    for row in rows:
-        print(json.dumps(row))
-    print(f"batched / per-episode loop: {rows[0]['speedup']:.2f}x")
+    rows = benchmark(_config(args), steps=args.bench_steps, batches=tuple(args.batches),
+                     settings=tuple(args.settings), progress=(lambda line: None) if args.json else print)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    if args.out:
+        from htlib.tools.bench import write_table
+
+        print(f"{len(rows)} rows in {write_table(rows, args.out)}")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -233,10 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_eval)
 
-    p = _command(commands, "bench", help="training episodes/s: batched step vs per-episode loop")
-    _add(p, *TASK, episodes_per_step=dict(default=16))
+    p = _command(commands, "bench", help="training episodes/s, GFLOP/s, share of peak and memory, per B and setting")
+    _add(p, *TASK)
     _add_model_options(p)
     p.add_argument("--bench-steps", type=int, default=10, help="timed training steps per setting")
+    p.add_argument("--batches", type=int, nargs="+", default=[16], help="batch sizes B to time")
+    p.add_argument("--settings", nargs="+", default=["old", "new"],
+                   help="old | new | bf16 | compile | compile+bf16 (htlib.tools.bench)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per row instead of lines")
+    p.add_argument("--out", default=None, help="also write the rows to this CSV (e.g. results/bench_cpu.csv)")
     p.set_defaults(func=_bench)
 
     p = _command(commands, "sweep", help="train every (method, C, shots, seed) cell; skips finished cells")

@@ -123,14 +123,22 @@ def test_load_or_train_reuses_a_finished_run(tmp_path, capsys):
     assert other.result["steps"] == 3
 
 
-def test_benchmark_reports_both_variants():
-    """Smoke test of `python -m htlib bench` (no timing assertion: speed depends on the machine)."""
-    from htlib.tools.bench import benchmark
+def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_path):
+    """`python -m htlib bench` end to end (no timing assertion: speed depends on the machine)."""
+    from htlib.tools.bench import benchmark, write_table
 
-    rows = benchmark(tiny(episodes_per_step=2), steps=1)
-    assert [r["variant"] for r in rows] == ["batched", "per-episode loop"]
-    assert all(r["episodes_per_second"] > 0 and r["peak_memory_mib"] >= 0 for r in rows)
-    assert rows[0]["speedup"] > 0
+    rows = benchmark(tiny(), steps=1, batches=(2,), settings=("new", "old", "loop"), progress=lambda _: None,
+                     peak_seconds=0.05)
+    assert [r["setting"] for r in rows] == ["loop", "old", "new"]  # SETTINGS order
+    for row in rows:
+        assert "error" not in row, row
+        assert row["episodes_per_second"] > 0 and row["gflop_per_episode"] > 0 and row["peak_memory_mib"] >= 0
+        assert 0 < row["share_of_peak"] < 2 and row["achieved_gflops"] == pytest.approx(
+            row["share_of_peak"] * row["matmul_peak_gflops"])
+    assert rows[0]["speedup_over_old"] is None and rows[2]["speedup_over_old"] > 0
+    assert rows[0]["gflop_per_episode"] == pytest.approx(rows[2]["gflop_per_episode"])  # the same model
+    table = pd.read_csv(write_table(rows, tmp_path / "bench.csv"))
+    assert list(table["setting"]) == ["loop", "old", "new"] and table["date"].notna().all()
 
 
 @pytest.mark.parametrize("method,options", [("protonet", {}), ("maml", {"inner_steps": 2})])

@@ -1,12 +1,27 @@
-"""Training speed: the batched episode step against a Python loop over episodes.
+"""Training speed: the real training step, setting by setting, with FLOPs and share of peak.
 
-Both variants train the same model on the same episodes (the reference Omniglot setting by
-default: 20-way 1-shot, 60 queries, C=8) and do the same arithmetic; only the batching
-differs. Each variant runs in its own process so that its peak memory is its own.
+Each row times `Trainer.train_step` as the trainer runs it (episode sampling included) for one
+batch size B and one setting:
+
+- ``loop``: ``old`` with a Python loop over the B episodes instead of one batched call (what
+  batching episodes buys);
+- ``old``: the step as it was before the fast path: episodes sampled on the CPU and copied,
+  per-parameter AdamW and clipping, label checks and two value reads (`.item()`) every step;
+- ``new``: the default fast path: episodes sampled on the device, multi-tensor (GPU: fused)
+  AdamW and clipping, no value read until a log point;
+- ``bf16``, ``compile``, ``compile+bf16``: ``new`` plus those switches (htlib.speed).
+
+FLOPs of one episode are counted once, on the eager fp32 step, with torch.utils.flop_counter
+(forward + backward; a grouped convolution counts the multiply-adds of its groups only, i.e. of the
+per-episode CNNs, not of a dense convolution over all channels). "peak" is the matmul throughput
+measured in the same process with the same dtype, so that "share of peak" compares like with like.
+Each row runs in its own process, so that its peak memory is its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing as mp
 import resource
 import time
@@ -14,70 +29,166 @@ import time
 import torch
 import torch.nn.functional as F
 
+from htlib import speed
 from htlib.config import TrainConfig
-from htlib.data import EpisodeSampler, load_split
-from htlib.evaluate import episode_logits
-from htlib.methods import build_model
-from htlib.utils import resolve_device, seed_everything
+from htlib.evaluate import episode_logits, per_episode_accuracy
+from htlib.models.checks import trusted_episodes
+from htlib.utils import resolve_device
+
+SETTINGS = ("loop", "old", "new", "bf16", "compile", "compile+bf16")
 
 
-def _step(model, optimizer, episode, per_episode: bool) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    if per_episode:
-        for b in range(episode.batch_size):
-            logits = model(episode.support[b:b + 1], episode.support_labels[b:b + 1],
-                           episode.query[b:b + 1], episode.ways)
-            loss = F.cross_entropy(logits.flatten(0, 1), episode.query_labels[b]) / episode.batch_size
-            loss.backward()
-    else:
-        logits = episode_logits(model, episode)
+def _config(cfg: TrainConfig, setting: str, batch: int) -> TrainConfig:
+    return dataclasses.replace(cfg, episodes_per_step=batch, episodes_on_device=setting not in ("old", "loop"),
+                               precision="bf16" if "bf16" in setting else "fp32", compile="compile" in setting)
+
+
+def _old_step(trainer, loop: bool = False) -> None:
+    """The step before the fast path (kept here only to measure against); `loop`: one episode at a time."""
+    episode = trainer.sampler.sample().to(trainer.device)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    parts = [slice(b, b + 1) for b in range(episode.batch_size)] if loop else [slice(None)]
+    for part in parts:
+        logits = trainer.model(episode.support[part], episode.support_labels[part], episode.query[part], episode.ways)
+        loss = F.cross_entropy(logits.flatten(0, 1), episode.query_labels[part].flatten()) / len(parts)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("loss is not finite")
+        loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.grad_clip, foreach=False)
+    trainer.optimizer.step()
+    trainer.scheduler.step()
+    loss.item(), per_episode_accuracy(logits.detach(), episode.query_labels[parts[-1]]).mean().item()
+
+
+def flops_per_episode(trainer) -> float:
+    """Forward + backward FLOPs of one training episode, counted on the eager fp32 model."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    episode = trainer.sampler.sample().to(trainer.device)
+    counter = FlopCounterMode(display=False)
+    with counter, trusted_episodes():
+        logits = episode_logits(trainer.model, episode)
         F.cross_entropy(logits.flatten(0, 1), episode.query_labels.flatten()).backward()
-    optimizer.step()
+    trainer.model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / episode.batch_size
 
 
-def _measure(variant: str, cfg: TrainConfig, steps: int, queue) -> None:
-    torch.set_num_threads(torch.get_num_threads())
-    seed_everything(0)
-    device = resolve_device(cfg.device)
-    data = load_split(cfg.dataset, "train", cfg.data_dir, split_scheme=cfg.split_scheme)
-    sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, batch_size=cfg.episodes_per_step, seed=0)
-    model = build_model(cfg, data.image_shape).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    episodes = [sampler.sample().to(device) for _ in range(steps + 2)]
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    per_episode = variant == "per-episode loop"
-    for ep in episodes[:2]:  # warm-up
-        _step(model, optimizer, ep, per_episode)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for ep in episodes[2:]:
-        _step(model, optimizer, ep, per_episode)
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """FLOP/s of a large square matmul in `dtype` on `device`: the practical peak for this run."""
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    _sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(10):
+            a @ b
+        count += 10
+        _sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024)
-    queue.put({"variant": variant, "episodes_per_step": cfg.episodes_per_step, "steps": steps,
-               "episodes_per_second": steps * cfg.episodes_per_step / seconds,
-               "seconds_per_step": seconds / steps,
-               "peak_memory_mib": round(peak, 1),
-               "memory_kind": "CUDA max allocated" if device.type == "cuda" else "CPU RSS growth over setup",
-               "device": str(device), "threads": torch.get_num_threads()})
 
 
-def benchmark(cfg: TrainConfig, steps: int = 10) -> list[dict]:
-    """Episodes per second and peak memory for the batched step and the per-episode loop."""
-    cfg = cfg.resolved()
+def _measure(cfg: TrainConfig, setting: str, steps: int, peak_seconds: float, queue) -> None:
+    from htlib.train import Trainer
+
+    try:
+        trainer = Trainer(cfg, None)
+        device = trainer.device
+        flops = flops_per_episode(trainer)
+        baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        if setting in ("old", "loop"):  # the per-parameter AdamW of before
+            trainer.optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=cfg.lr, foreach=False)
+            trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1.0)
+        step = (lambda: _old_step(trainer, setting == "loop")) if setting in ("old", "loop") else trainer.train_step
+        compiled_at = time.perf_counter()
+        with contextlib.nullcontext() if setting in ("old", "loop") else trusted_episodes():
+            for _ in range(3 if cfg.compile else 2):  # warm-up (and compilation)
+                step()
+            _sync(device)
+            warmup_seconds = time.perf_counter() - compiled_at
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+        seconds = time.perf_counter() - start
+        peak_memory = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                       else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024)
+        dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+        peak = matmul_peak(device, dtype, peak_seconds)
+        rate = steps * cfg.episodes_per_step / seconds
+        queue.put({
+            "setting": setting, "episodes_per_step": cfg.episodes_per_step, "steps": steps,
+            "episodes_per_second": round(rate, 1), "seconds_per_step": seconds / steps,
+            "warmup_seconds": round(warmup_seconds, 1),
+            "gflop_per_episode": flops / 1e9, "achieved_gflops": rate * flops / 1e9,
+            "matmul_peak_gflops": peak / 1e9, "share_of_peak": rate * flops / peak,
+            "peak_memory_mib": round(peak_memory, 1),
+            "memory_per_episode_mib": round(peak_memory / cfg.episodes_per_step, 3),
+            "memory_kind": "CUDA max allocated" if device.type == "cuda" else "CPU RSS growth over setup",
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+        })
+    except Exception as exc:  # one failing setting (e.g. out of memory) must not lose the others
+        queue.put({"setting": setting, "episodes_per_step": cfg.episodes_per_step,
+                   "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]})
+
+
+def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,),
+              settings: tuple[str, ...] = ("old", "new"), progress=print, peak_seconds: float = 1.0) -> list[dict]:
+    """One row per (B, setting): episodes/s, GFLOP/s, share of the matmul peak, peak memory.
+
+    At each B the rows run in SETTINGS order, and each row after `old` gets its speed-up over it."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        from htlib.errors import ConfigError
+        raise ConfigError(f"Unknown bench settings {unknown}; choose from {SETTINGS}.")
+    resolve_device(cfg.device)
+    base = cfg.resolved()
     ctx = mp.get_context("spawn")
     rows = []
-    for variant in ("batched", "per-episode loop"):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(variant, cfg, steps, queue))
-        proc.start()
-        rows.append(queue.get())
-        proc.join()
-    rows[0]["speedup"] = rows[0]["episodes_per_second"] / rows[1]["episodes_per_second"]
+    for batch in batches:
+        old_rate = None
+        for setting in sorted(settings, key=SETTINGS.index):
+            run_cfg = _config(base, setting, batch).resolved()
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_measure, args=(run_cfg, setting, steps, peak_seconds, queue))
+            proc.start()
+            row = queue.get()
+            proc.join()
+            if "error" not in row:
+                old_rate = row["episodes_per_second"] if setting == "old" else old_rate
+                row["speedup_over_old"] = round(row["episodes_per_second"] / old_rate, 2) if old_rate else None
+            rows.append(row)
+            progress(_line(row))
     return rows
+
+
+def _line(row: dict) -> str:
+    if "error" in row:
+        return f"B={row['episodes_per_step']:<5} {row['setting']:<13} failed: {row['error']}"
+    speedup = f" ({row['speedup_over_old']:.2f}x old)" if row.get("speedup_over_old") else ""
+    return (f"B={row['episodes_per_step']:<5} {row['setting']:<13} {row['episodes_per_second']:>10.1f} episodes/s"
+            f"{speedup}, {row['achieved_gflops']:.1f} GFLOP/s = {100 * row['share_of_peak']:.1f}% of "
+            f"{row['matmul_peak_gflops']:.0f}, {row['peak_memory_mib']:.0f} MiB")
+
+
+def write_table(rows: list[dict], path) -> "Path":
+    """The rows as a CSV with the date, for the README's table (htlib.tools.readme)."""
+    from datetime import date
+    from pathlib import Path
+
+    import pandas as pd
+
+    from htlib.utils import write_atomic
+
+    table = pd.DataFrame(rows).assign(date=date.today().isoformat())
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+    return Path(path)
