@@ -15,7 +15,6 @@ from torch import Tensor
 
 from htlib.models.cnn import CNNSpec
 
-
 _value_checks = True
 
 

@@ -29,7 +29,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-from htlib import speed
 from htlib.config import TrainConfig
 from htlib.evaluate import episode_logits, per_episode_accuracy
 from htlib.models.checks import trusted_episodes
@@ -180,7 +179,7 @@ def _line(row: dict) -> str:
             f"{row['matmul_peak_gflops']:.0f}, {row['peak_memory_mib']:.0f} MiB")
 
 
-def write_table(rows: list[dict], path) -> "Path":
+def write_table(rows: list[dict], path):
     """The rows as a CSV with the date, for the README's table (htlib.tools.readme)."""
     from datetime import date
     from pathlib import Path
