@@ -18,10 +18,16 @@ from typing import Any, Callable
 
 import torch
 
+from htlib.errors import UserError
+
 # The grader reads a check's verdict from this output type of the check cell (a vendor type, so
 # that Jupyter shows the markdown and ignores it).
 MIME = "application/vnd.htlib.check+json"
 STATUSES = ("passed", "wrong", "not done yet")
+
+
+class CourseError(UserError, ValueError):
+    """A teacher's mistake the course tools can name: a missing folder, a malformed exercise cell."""
 
 
 class CheckFailed(Exception):
@@ -105,6 +111,10 @@ def check(exercise: Exercise | str, answer: Callable) -> Result:
     if not callable(answer):
         return Result(ex, "wrong", f"`{ex.key}` should be a function, got {type(answer).__name__}.",
                       f"define it with `def {ex.key}(...):` in the cell above", answer)
+    if answer is ex.reference:  # the check cell rebinds the name to the reference while an answer fails
+        return Result(ex, "wrong", f"This `{ex.key}` is htlib's reference, not yours: after a failed check the "
+                      f"notebook uses the reference under your function's name.",
+                      f"run the cell that defines your `{ex.key}` again, then this check", answer)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a warning would go to stderr, which nbgrader scores as 0
         try:
