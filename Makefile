@@ -6,8 +6,10 @@ PROFILE ?= quick
 DATASET ?= omniglot
 DEVICE  ?= auto
 CI_NOTEBOOKS := build/notebooks-ci
+COURSE  := $(VENV)/.course
+SUBMISSIONS ?= submissions
 
-.PHONY: setup run test unit notebooks-ci nbval nbval-committed notebooks lab download readme clean
+.PHONY: setup run test unit notebooks-ci nbval nbval-committed notebooks lab download readme clean course-setup student grade
 
 setup: $(VENV)/.installed  ## create .venv and install htlib with its test tools
 
@@ -25,7 +27,7 @@ run: setup  ## main job: every notebook end to end with papermill (PROFILE, DATA
 
 test: unit nbval nbval-committed  ## unit tests; every notebook at ci (papermill, nbval); the committed notebooks under strict nbval
 
-unit: setup  ## pytest: htlib's unit tests and the papermill runs of the notebooks
+unit: setup $(COURSE)  ## pytest: htlib's unit tests, the papermill runs of the notebooks, the coursework (builds, grading)
 	$(PY) -m pytest -q
 
 nbval: setup  ## re-execute the papermill outputs (ci parameters injected) under nbval
@@ -33,10 +35,22 @@ nbval: setup  ## re-execute the papermill outputs (ci parameters injected) under
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(CI_NOTEBOOKS)/*.ipynb
 
 nbval-committed: setup  ## re-execute notebooks/*.ipynb and compare every output with the committed one
-	$(PY) -m pytest -q --nbval -p no:cacheprovider --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
+	$(PY) -m pytest -q --nbval -p no:cacheprovider --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/*.ipynb
 
 notebooks: setup  ## refresh the committed notebooks in place (their outputs) after a change of code or results
 	$(PY) -m htlib notebooks --in-place
+
+course-setup: $(COURSE)  ## add the coursework tools (the "course" extra: nbgrader) to .venv
+
+$(COURSE): $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e ".[course]"
+	touch $@
+
+student: $(COURSE)  ## write the student versions of notebooks 01-05 into notebooks/student/ (solutions -> stubs)
+	$(PY) -m htlib.course student
+
+grade: $(COURSE)  ## grade submissions at ci: make grade SUBMISSIONS=DIR (DIR/<student>/01_episodes.ipynb ...)
+	$(PY) -m htlib.course grade $(SUBMISSIONS)
 
 lab: setup  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
