@@ -32,13 +32,14 @@ def episodes_on_device(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" if setting is None else bool(setting)
 
 
-def make_sampler(cfg, data: ClassImages, device: torch.device) -> EpisodeSampler:
-    """The training sampler of a resolved TrainConfig: on `device` if cfg.episodes_on_device."""
-    task = (data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors, cfg.episodes_per_step,
+def make_sampler(cfg, data: ClassImages, device: torch.device, batch_size: int, seed: int) -> EpisodeSampler:
+    """The training sampler of a resolved TrainConfig (one process's share of the batch, its seed):
+    on `device` if cfg.episodes_on_device."""
+    task = (data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors, batch_size,
             cfg.augment_rotations)
     if cfg.episodes_on_device:
-        return DeviceEpisodeSampler(*task, seed=cfg.seed, augment_shift=cfg.augment_shift, device=device)
-    return EpisodeSampler(*task, seed=cfg.seed, augment_shift=cfg.augment_shift)
+        return DeviceEpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift, device=device)
+    return EpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift)
 
 
 def make_optimizer(cfg, params, device: torch.device) -> torch.optim.Optimizer:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from htlib import checkpoints, speed
+from htlib import checkpoints, distributed, speed
 from htlib.config import TrainConfig, check_task, checked_config, config_differences  # noqa: F401 (re-exported)
 from htlib.data import EpisodeSampler, load_split
 from htlib.errors import CheckpointError, ConfigError, RunExistsError
@@ -130,7 +130,9 @@ class Trainer:
         """`run` is a Run, or a TrainConfig trained into `run_dir` (None: nothing is written)."""
         run = run if isinstance(run, Run) else Run.at(run, run_dir)
         self.cfg = cfg = run.config
-        self.device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
+        self.world = distributed.current_world(device)  # one process, or this one of torchrun's
+        self.device = self.world.device(device)
         self.run_dir = run.folder
         seed_everything(cfg.seed)
         load = lambda split: load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
@@ -138,13 +140,20 @@ class Trainer:
         # every split must hold the task: checked now, not at the first validation after minutes of training
         check_task(cfg, {"train": self.train_data, "val": self.val_data, "test": load("test")})
         speed.tune_backends(self.device)
-        self.sampler = speed.make_sampler(cfg, self.train_data, self.device)
+        self.sampler = speed.make_sampler(cfg, self.train_data, self.device,
+                                          self.world.share(cfg.episodes_per_step), self.world.seed(cfg.seed))
         self.model = build_model(cfg, self.train_data.image_shape)
         if run.init_weights is not None:
             checkpoints.load_weights(self.model, checkpoints.load(run.init_weights, "weights"), run.init_weights)
         self.model.to(self.device)
-        # the training step calls step_model (the same parameters, maybe compiled); evaluation calls model
-        self.step_model = speed.compile_model(self.model, self.device) if cfg.compile else self.model
+        # the training step calls step_model (the same parameters, maybe wrapped by DDP, maybe compiled);
+        # evaluation calls model
+        self.step_model = self.model
+        if self.world.size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.step_model = speed.compile_model(self.step_model, self.device)
         self.optimizer = speed.make_optimizer(cfg, self.model.parameters(), self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
@@ -163,14 +172,17 @@ class Trainer:
         return self.run_dir / "checkpoint.pt" if self.run_dir else None
 
     def save(self) -> None:
-        """Write the whole state after a finished step; only tensors and plain data (see checkpoints)."""
-        if self.run_dir is None:
+        """Write the whole state after a finished step; only tensors and plain data (see checkpoints).
+        Every process calls this (it gathers their samplers' states); rank 0 writes."""
+        samplers = self.world.gather(self.sampler.generator.get_state())
+        window = self._read_window()
+        if self.run_dir is None or not self.world.is_main:
             return
         checkpoints.save({
             "config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.generator.get_state(), "sampler_on": self._sampler_on(),
-            "rows": self.rows, "window": self._read_window(),
+            "sampler": samplers[0] if self.world.size == 1 else samplers, "processes": self.world.size,
+            "sampler_on": self._sampler_on(), "rows": self.rows, "window": window,
             "best_val": self.best_val, "best_state": self.best_state, "elapsed": self.elapsed,
             "torch_rng": torch.get_rng_state(),
         }, self.checkpoint_path)
@@ -190,6 +202,11 @@ class Trainer:
             raise ConfigError(
                 f"{path} was written by a run with a different configuration ({differ}, "
                 f"as (checkpoint, now)). Use another run directory, or the same settings to resume.")
+        processes = state.get("processes", 1)
+        if processes != self.world.size:
+            raise CheckpointError(
+                f"{path} was written by a run on {processes} process(es); resume it on as many "
+                f"(torchrun --nproc_per_node={processes}), since each one continues its own episode stream.")
         saved_on = state.get("sampler_on", "host")  # checkpoints before the device sampler: host
         if saved_on != self._sampler_on():
             raise CheckpointError(
@@ -199,7 +216,7 @@ class Trainer:
         checkpoints.load_weights(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.generator.set_state(state["sampler"])
+        self.sampler.generator.set_state(state["sampler"][self.world.rank] if self.world.size > 1 else state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.rows, self.window = state["step"], state["rows"], state.get("window", [])
         self.best_val, self.best_state, self.elapsed = state["best_val"], state["best_state"], state["elapsed"]
@@ -210,11 +227,19 @@ class Trainer:
         return self.device.type if self.cfg.episodes_on_device else "host"
 
     def _read_window(self) -> list[tuple[float, float]]:
-        """The window as numbers: one wait for the device, at a log point or a save."""
-        return [(float(loss), float(acc)) for loss, acc in self.window]
+        """The window as numbers, averaged over the processes: one wait for the device (and one
+        exchange between processes), at a log point or a save."""
+        fresh = [i for i, (loss, _) in enumerate(self.window) if torch.is_tensor(loss)]  # not yet read
+        numbers = [tuple(pair) for pair in self.window]
+        if fresh or self.world.size > 1:  # every process must take part in the exchange
+            stacked = torch.stack([torch.stack(self.window[i]) for i in fresh]) if fresh else torch.zeros(
+                0, 2, device=self.device)
+            for i, pair in zip(fresh, self.world.mean(stacked).tolist()):
+                numbers[i] = tuple(pair)
+        return [(float(loss), float(acc)) for loss, acc in numbers]
 
     def _write_metrics(self) -> None:
-        if self.run_dir is None or not self.rows:
+        if self.run_dir is None or not self.rows or not self.world.is_main:
             return
         rows = pd.DataFrame(self.rows)
         write_atomic(self.run_dir / "metrics.csv", lambda tmp: rows.to_csv(tmp, index=False))
@@ -266,21 +291,25 @@ class Trainer:
         `--resume` then continues exactly as if the run had never stopped.
         """
         with _InterruptAfterStep() as interrupt, trusted_episodes():
-            self._fit(progress, stop_at, interrupt)
-        if interrupt.requested:
+            interrupted = self._fit(progress, stop_at, interrupt)
+        if interrupted:
             raise TrainingInterrupted(self.step, self.checkpoint_path)
 
-    def _fit(self, progress: bool, stop_at: int | None, interrupt: _InterruptAfterStep) -> None:
+    def _fit(self, progress: bool, stop_at: int | None, interrupt: _InterruptAfterStep) -> bool:
+        """The loop of `fit`; True if Ctrl-C stopped it. Several processes agree on stopping at a
+        log point (each step of theirs must be the same step)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        progress = progress and self.world.is_main
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} C={cfg.channels}",
                    disable=not progress, dynamic_ncols=True)
         self.model.train()
         last_val = next((r["val_accuracy"] for r in reversed(self.rows) if "val_accuracy" in r), float("nan"))
         started = time.perf_counter()
         last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-        while self.step < last and not interrupt.requested:
+        stop = False
+        while self.step < last and not stop:
             self.window.append(self.train_step())
             self.step += 1
             bar.update(1)
@@ -302,18 +331,21 @@ class Trainer:
                 self.rows.append(row)
                 self._write_metrics()
                 bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", val=f"{last_val:.3f}")
-                if not progress:  # background runs: one line per log point instead of a bar
+                if not progress and self.world.is_main:  # background runs: one line per log point, not a bar
                     print(f"step {self.step}/{cfg.steps} loss {loss:.3f} acc {acc:.3f} "
                           f"val {last_val:.3f} {row['seconds']:.0f}s", flush=True)
             if val_now:
                 self.elapsed += time.perf_counter() - started
                 started = time.perf_counter()
                 self.save()
+            stop = interrupt.requested if self.world.size == 1 else (
+                log_now and self.world.any(interrupt.requested, self.device))
         self.elapsed += time.perf_counter() - started
         if self.step < cfg.steps:
             self.window = self._check_window()  # never save a state that went bad since the last log point
             self.save()  # stopped early (stop_at or Ctrl-C): keep the exact state for --resume
         bar.close()
+        return stop
 
     def test(self, episodes: int | None = None, unlabelled: int | None = None,
              distractors: int | None = None) -> Accuracy:
@@ -345,9 +377,9 @@ def train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = None, resu
     checkpoint = run.folder / "checkpoint.pt" if run.folder is not None else None
     if checkpoint is not None and checkpoint.is_file() and not resume:
         raise RunExistsError(f"{checkpoint} exists; pass resume=True (--resume) to continue it, or use another run dir.")
-    with run_lock(run.folder):
+    with run_lock(run.folder if distributed.launched_rank() == 0 else None):  # torchrun: rank 0 writes
         trainer = Trainer(run)
-        if trainer.restore():
+        if trainer.restore() and trainer.world.is_main:
             print(f"resuming from {trainer.checkpoint_path} at step {trainer.step}")
         trainer.fit(progress)
         return _finish(trainer)
@@ -369,8 +401,10 @@ def _finish(trainer: Trainer) -> TrainResult:
         "device": str(trainer.device) if trainer.device.type != "cuda" else torch.cuda.get_device_name(trainer.device),
         **{f"{k}_version": v for k, v in _versions().items()},
     }
+    if trainer.world.size > 1:
+        result["processes"] = trainer.world.size
     run_dir = trainer.run_dir
-    if run_dir is not None:
+    if run_dir is not None and trainer.world.is_main:
         # The small files that describe a finished run (checkpoint.pt, with the optimizer state,
         # stays out of git): the best weights, the config, the result (last: it marks the run done).
         checkpoints.save(trainer.model.state_dict(), Path(run_dir, "model.pt"))

@@ -12,7 +12,7 @@ from htlib import speed
 from htlib.errors import CheckpointError
 from htlib.models.checks import trusted_episodes
 from htlib.train import Trainer, train
-from tests.test_train import tiny
+from test_train import tiny
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
