@@ -1,0 +1,171 @@
+"""The grader (python -m htlib.course grade) on real submissions at `ci`: the teacher's notebooks get
+full marks, the student versions zero with the guidance messages, a planted partial submission the
+points its answers deserve; and a notebook that is missing, unreadable, raises, loops forever or
+kills its kernel gets rows that say so, while the grader goes on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from htlib.course import EXERCISES
+from htlib.course.core import CourseError
+from htlib.course.release import STUDENT_DIR, check_cell_id, nbgrader_meta, teacher_notebooks
+
+if not os.environ.get("CI"):  # CI installs the course extra (make test): there it must not be skipped
+    pytest.importorskip("nbgrader", reason="the course extra: pip install -e .[course]")
+
+from htlib.course.grade import COLUMNS, grade_folder  # noqa: E402  (after the skip: needs nbgrader)
+
+# The planted partial submission: some answers right, some with a typical mistake, one left as the
+# stub, notebooks 02 and 05 not handed in. Each entry: the source of the solution cell (None: the
+# teacher's) and the points it must get.
+PLANTED = {
+    "choose_classes": (None, 2),
+    "split_episode": ('''
+def split_episode(picked, shots):
+    n, m = picked.shape[:2]
+    return (picked[:, :shots].reshape(n * shots, *picked.shape[2:]), torch.arange(n).repeat(shots),
+            picked[:, shots:].reshape(n * (m - shots), *picked.shape[2:]), torch.arange(n).repeat(m - shots))
+''', 0),
+    "weights_written": (None, 2),
+    "gap_ci": ("stub", 0),
+    "label_embeddings": ('''
+def label_embeddings(embedding, labels):
+    return embedding(labels)
+''', 0),
+    "soft_kmeans_step": (None, 3),
+}
+PLANTED_NOTEBOOKS = ("01", "03", "04")
+EXPECTED_PARTIAL = sum(points for _, points in PLANTED.values())
+
+
+def _plant(folder: Path) -> None:
+    teachers = teacher_notebooks()
+    for prefix in PLANTED_NOTEBOOKS:
+        nb = nbformat.read(STUDENT_DIR / teachers[prefix].name, as_version=4)
+        answers = {nbgrader_meta(c).get("grade_id"): c for c in nbformat.read(teachers[prefix], as_version=4).cells}
+        for cell in nb.cells:
+            key = nbgrader_meta(cell).get("grade_id")
+            if key in PLANTED and PLANTED[key][0] != "stub":
+                cell.source = PLANTED[key][0] or answers[key].source
+            if key == check_cell_id("gap_ci"):  # tampering with a check: the grader runs the released one
+                cell.source = "2.0"
+        nbformat.write(nb, str(folder / teachers[prefix].name))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, omniglot_data_dir):
+    """One grading run over three students: the teacher's notebooks, the student versions, the planted one."""
+    root = tmp_path_factory.mktemp("submissions")
+    for name in ("teacher", "stubs", "partial"):
+        (root / name).mkdir()
+    for path in teacher_notebooks().values():
+        shutil.copy(path, root / "teacher" / path.name)
+        shutil.copy(STUDENT_DIR / path.name, root / "stubs" / path.name)
+    _plant(root / "partial")
+    out = tmp_path_factory.mktemp("graded")
+    table = grade_folder(root, out, profile="ci", dataset="omniglot", data_dir=str(omniglot_data_dir))
+    return table, out
+
+
+def test_one_row_per_student_and_exercise_in_the_csv(graded):
+    table, out = graded
+    on_disk = pd.read_csv(out / "grades.csv", keep_default_na=False)
+    assert list(on_disk.columns) == COLUMNS and len(on_disk) == 3 * len(EXERCISES)
+    assert sorted(set(zip(on_disk.student, on_disk.exercise))) == sorted(
+        (s, k) for s in ("partial", "stubs", "teacher") for k in EXERCISES)
+    summary = pd.read_csv(out / "summary.csv").set_index("student")
+    assert summary.loc["teacher", "points"] == summary.loc["teacher", "max_points"] == sum(
+        ex.points for ex in EXERCISES.values())
+    assert (out / "executed" / "stubs" / "04_semi_supervised.ipynb").is_file()
+
+
+def test_the_teachers_notebooks_get_full_marks(graded):
+    rows = graded[0][graded[0].student == "teacher"]
+    assert (rows.status == "passed").all() and (rows.points == rows.max_points).all()
+    assert (rows.notebook_status == "ran to the end without errors").all()
+
+
+def test_the_student_versions_run_to_the_end_with_zero_marks_and_guidance(graded):
+    rows = graded[0][graded[0].student == "stubs"]
+    assert (rows.points == 0).all() and (rows.status == "not done yet").all()
+    assert rows.message.str.contains("Not done yet").all() and rows.message.str.contains("Hint: replace").all()
+    assert (rows.notebook_status == "ran to the end without errors").all()
+
+
+def test_the_planted_partial_submission_gets_the_points_of_its_answers(graded):
+    rows = graded[0][graded[0].student == "partial"].set_index("exercise")
+    assert rows.points.sum() == EXPECTED_PARTIAL == 7
+    for key, (_, points) in PLANTED.items():
+        assert rows.loc[key, "points"] == points, (key, rows.loc[key, "message"])
+    assert "That is torch.arange(N).repeat(...)" in rows.loc["split_episode", "message"]
+    assert "Forgetting the unlabelled slot" in rows.loc["label_embeddings", "message"]
+    assert rows.loc["gap_ci", "status"] == "not done yet"  # its tampered check cell was replaced
+    for key in ("sample_tokens", "kernel_from_output", "logits_layer", "mean_ci95"):  # 02 and 05 not handed in
+        assert (rows.loc[key, "status"], rows.loc[key, "notebook_status"]) == ("missing", "missing")
+        assert rows.loc[key, "message"].startswith("no notebook 0")
+
+
+# ---------------------------------------------------------------- broken submissions (small notebooks)
+
+
+def _small(tmp_path: Path, name: str, change) -> None:
+    """A small notebook 05 (its exercise cells only, with the teacher's answer), changed by `change`."""
+    teacher = nbformat.read(teacher_notebooks()["05"], as_version=4)
+    keep = [c for c in teacher.cells if "parameters" in c.metadata.get("tags", []) or nbgrader_meta(c)]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch"), *keep],
+                                  metadata=teacher.metadata)
+    change(nb)
+    (tmp_path / name).mkdir()
+    nbformat.write(nb, str(tmp_path / name / "05_results_vs_paper.ipynb"))
+
+
+def _replace(key: str, source: str):
+    def change(nb):
+        next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == key).source = source
+    return change
+
+
+def test_a_broken_submission_gets_a_clear_row_and_the_grader_goes_on(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    _small(subs, "a_fine", lambda nb: None)
+    _small(subs, "b_raises", _replace("mean_ci95", "raise ValueError('planted')"))
+    _small(subs, "c_loops", lambda nb: nb.cells.insert(1, nbformat.v4.new_code_cell("while True:\n    pass")))
+    _small(subs, "d_dies", lambda nb: nb.cells.insert(1, nbformat.v4.new_code_cell("import os\nos._exit(1)")))
+    _small(subs, "e_deleted", lambda nb: nb.cells.pop())
+    (subs / "f_unreadable").mkdir()
+    (subs / "f_unreadable" / "05_results_vs_paper.ipynb").write_text('{"cells": [')
+    (subs / "g_missing").mkdir()
+    table = grade_folder(subs, tmp_path / "out", only=["05"], timeout=30).set_index("student")
+    assert list(table.index) == ["a_fine", "b_raises", "c_loops", "d_dies", "e_deleted", "f_unreadable", "g_missing"]
+    row = table.loc
+    assert (row["a_fine", "status"], row["a_fine", "points"]) == ("passed", 2)
+    assert row["b_raises", "status"] == "error" and row["b_raises", "points"] == 0
+    assert "raised NameError: name 'mean_ci95' is not defined" in row["b_raises", "message"]
+    assert "cell(s) raised" in row["b_raises", "notebook_status"] and "ValueError" in row["b_raises", "notebook_status"]
+    assert row["c_loops", "status"] == "not reached" and row["c_loops", "points"] == 0
+    assert "ran past its time limit of 30 s in cell" in row["c_loops", "notebook_status"]
+    assert "(while True:)" in row["c_loops", "notebook_status"]
+    assert row["d_dies", "status"] == "not reached" and "kernel died" in row["d_dies", "notebook_status"]
+    assert row["e_deleted", "status"] == "error" and "was deleted" in row["e_deleted", "message"]
+    assert row["f_unreadable", "status"] == "unreadable" and "not a readable notebook" in row["f_unreadable", "message"]
+    assert row["g_missing", "status"] == "missing"
+    assert (table.max_points == 2).all()
+
+
+def test_a_folder_that_is_not_there_or_empty_says_what_is_expected(tmp_path, capsys):
+    from htlib.course.__main__ import main
+
+    with pytest.raises(CourseError, match="no folder .*one folder per student"):
+        grade_folder(tmp_path / "nope", tmp_path / "out")
+    with pytest.raises(CourseError, match="holds no student folders"):
+        grade_folder(tmp_path, tmp_path / "out")
+    assert main(["grade", str(tmp_path / "nope")]) == 2
+    assert "error: no folder" in capsys.readouterr().err
