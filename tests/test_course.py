@@ -17,9 +17,16 @@ from htlib.course.exercises import EXERCISES, NOTEBOOKS, exercises_of
 
 @pytest.mark.parametrize("key", list(EXERCISES))
 def test_the_reference_solution_passes_with_full_points(key):
-    result = course.check(key, EXERCISES[key].reference)
+    reference = EXERCISES[key].reference
+    result = course.check(key, lambda *args: reference(*args))  # a student's copy of the solution
     assert (result.status, result.points) == ("passed", EXERCISES[key].points), result.text()
-    assert result.use is EXERCISES[key].reference
+    assert result.use is result.answer
+
+
+def test_checking_the_reference_itself_says_to_run_the_own_function_again():
+    """After a failed check the notebook binds the name to the reference; checking again must not pass."""
+    result = course.check("gap_ci", EXERCISES["gap_ci"].reference)
+    assert result.status == "wrong" and "htlib's reference, not yours" in result.message
 
 
 def _stub(*args):
@@ -263,7 +270,7 @@ def test_a_check_leaves_the_global_random_state_alone():
     expected = torch.rand(3)
     torch.manual_seed(123)
     for key, ex in EXERCISES.items():
-        course.check(key, ex.reference)
+        course.check(key, lambda *args, ex=ex: ex.reference(*args))
         course.check(key, lambda *a: torch.rand(1))  # a wrong answer that draws from the global state
     assert torch.equal(torch.rand(3), expected)
 
@@ -274,7 +281,7 @@ def test_not_a_function_is_reported():
 
 
 def test_the_result_shows_markdown_and_its_points_as_plain_text_and_a_record_for_the_grader():
-    bundle = course.check("gap_ci", EXERCISES["gap_ci"].reference)._repr_mimebundle_()
+    bundle = course.check("gap_ci", lambda *a: EXERCISES["gap_ci"].reference(*a))._repr_mimebundle_()
     assert bundle["text/plain"] == "2"
     assert bundle["text/markdown"].startswith("Exercise `gap_ci`")
     assert bundle[MIME] == {**bundle[MIME], "exercise": "gap_ci", "status": "passed", "points": 2.0,
@@ -286,7 +293,7 @@ def test_nbgrader_scores_a_check_cell_by_the_points_of_its_result():
     utils = pytest.importorskip("nbgrader.utils", reason="the course extra: pip install -e .[course]")
     import nbformat
 
-    for answer, points in ((EXERCISES["gap_ci"].reference, 2.0), (_gap_summed, 0.0), (_stub, 0.0)):
+    for answer, points in ((lambda *a: EXERCISES["gap_ci"].reference(*a), 2.0), (_gap_summed, 0.0), (_stub, 0.0)):
         bundle = course.check("gap_ci", answer)._repr_mimebundle_()
         cell = nbformat.v4.new_code_cell("result", metadata={"nbgrader": {
             "grade": True, "solution": False, "points": 2, "grade_id": "gap_ci_check", "schema_version": 3}})
