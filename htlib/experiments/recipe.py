@@ -16,7 +16,8 @@ The design (20-way 1-shot Omniglot by default, C = 8, ``ht-all``):
   baseline's steps at four times the cost per episode; it gets a quarter of the budget instead.
 
 Each (arm, seed) is an ordinary run in ``results/runs/<profile>-recipe/<name>/`` (the name carries
-what the arm changes, see htlib.runs.run_name); finished runs are not trained again, an
+what the arm changes, see htlib.runs.run_name; an arm with another B than the baseline's goes to
+``<profile>-recipe-b<B>/``, as B is not part of a run's name); finished runs are not trained again, an
 interrupted one resumes, and the tidy table ``results/recipe_<profile>_<dataset>.csv`` is rewritten
 after every run. `recipe_gaps` gives each arm minus the baseline with a 95% CI.
 """
@@ -89,6 +90,11 @@ ARMS: dict[str, Arm] = {
     "shift-2": Arm("every training image shifted by up to 2 pixels in x and y, on top of the rotations",
                    {"augment_shift": 2}),
     "wd-1e-2": Arm("AdamW weight decay 1e-2 (baseline 0, as the reference)", {"weight_decay": 1e-2}),
+    # Larger batches at the same episodes mean fewer steps; the GPU runs need to know what that costs.
+    "batch-64-lr-1e-3": Arm("B = 64 episodes per step at the baseline's lr 1e-3, episodes / 64 steps",
+                            {"episodes_per_step": 64}),
+    "batch-256-lr-2e-3": Arm("B = 256 episodes per step, lr 2e-3, episodes / 256 steps",
+                             {"episodes_per_step": 256, "lr": 2e-3}),
     # One B = 1 step costs a quarter of a B = 16 step on 2 CPU cores (41 against 160 ms), so a
     # quarter of the episodes takes about the baseline's time.
     "sgd-reference": Arm("the reference's optimisation: plain SGD, B = 1, lr 0.02, reference decay, no warm-up "
@@ -133,8 +139,14 @@ class RecipeSpec:
 
     def runs(self) -> list[tuple[str, Run]]:
         """(arm, run) in training order: every arm with the first seed, then with the next, ..."""
-        return [(arm, make_run(self.config(arm, seed), group="recipe"))
-                for seed in self.seeds for arm in self.arm_names()]
+        base_batch = get_profile(self.profile).recipe_episodes_per_step
+        runs = []
+        for seed in self.seeds:
+            for arm in self.arm_names():
+                cfg = self.config(arm, seed)
+                batch = cfg.episodes_per_step
+                runs.append((arm, make_run(cfg, group="recipe" if batch == base_batch else f"recipe-b{batch}")))
+        return runs
 
     def check(self) -> list[tuple[str, Run]]:
         """The runs, each checked (settings, task against the data, a folder of its own) before any trains."""
