@@ -133,3 +133,13 @@ def test_a_student_version_runs_top_to_bottom_at_its_default_profile(prefix, tea
     assert not [o for o in outputs if o.output_type == "error"]
     records = [o.data[MIME] for o in outputs if o.output_type == "execute_result" and MIME in o.data]
     assert [(r["exercise"], r["status"]) for r in records] == [(ex.key, "not done yet") for ex in exercises_of(prefix)]
+
+
+def test_the_teachers_page_lists_every_exercise_with_its_points_and_time():
+    page = (ROOT / "docs" / "teaching.md").read_text()
+    rows = {line.split("|")[2].strip(" `"): line for line in page.splitlines()
+            if line.startswith("| 0") and line.count("|") == 7}
+    assert set(rows) == set(EXERCISES)
+    for key, ex in EXERCISES.items():
+        cells = [c.strip() for c in rows[key].split("|")]
+        assert (cells[1], cells[4], cells[5]) == (ex.notebook, str(ex.points), f"{ex.minutes} min"), key
