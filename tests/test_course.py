@@ -306,3 +306,20 @@ def test_the_exercise_list_fits_the_issue():
     assert NOTEBOOKS == ["01", "02", "03", "04", "05"]
     assert all(2 <= len(exercises_of(nb)) <= 4 for nb in NOTEBOOKS[:4]) and len(exercises_of("05")) == 1
     assert all(ex.points > 0 and ex.minutes > 0 and ex.title and ex.hint for ex in EXERCISES.values())
+
+
+def test_what_an_answer_prints_while_checked_is_hidden_and_mentioned():
+    import contextlib
+    import io
+    import sys
+
+    def noisy(a):
+        print("debug", a.shape)
+        print("more", file=sys.stderr)
+        return EXERCISES["mean_ci95"].reference(a)
+
+    seen = io.StringIO()
+    with contextlib.redirect_stdout(seen), contextlib.redirect_stderr(seen):
+        result = course.check("mean_ci95", noisy)
+    assert result.status == "passed" and seen.getvalue() == ""
+    assert "Your function printed 4 line(s) while it was checked" in result.message

@@ -143,6 +143,7 @@ def test_a_broken_submission_gets_a_clear_row_and_the_grader_goes_on(tmp_path):
     (subs / "f_unreadable").mkdir()
     (subs / "f_unreadable" / "05_results_vs_paper.ipynb").write_text('{"cells": [')
     (subs / "g_missing").mkdir()
+    (subs / "g_missing" / "05_results_vs_paper (1).ipynb").write_text("{}")  # handed in under another name
     table = grade_folder(subs, tmp_path / "out", only=["05"], timeout=30).set_index("student")
     assert list(table.index) == ["a_fine", "b_raises", "c_loops", "d_dies", "e_deleted", "f_unreadable", "g_missing"]
     row = table.loc
@@ -157,6 +158,7 @@ def test_a_broken_submission_gets_a_clear_row_and_the_grader_goes_on(tmp_path):
     assert row["e_deleted", "status"] == "error" and "was deleted" in row["e_deleted", "message"]
     assert row["f_unreadable", "status"] == "unreadable" and "not a readable notebook" in row["f_unreadable", "message"]
     assert row["g_missing", "status"] == "missing"
+    assert "found 05_results_vs_paper (1).ipynb: rename it 05_results_vs_paper.ipynb" in row["g_missing", "message"]
     assert (table.max_points == 2).all()
 
 
@@ -169,3 +171,22 @@ def test_a_folder_that_is_not_there_or_empty_says_what_is_expected(tmp_path, cap
         grade_folder(tmp_path, tmp_path / "out")
     assert main(["grade", str(tmp_path / "nope")]) == 2
     assert "error: no folder" in capsys.readouterr().err
+
+
+def test_nbgrader_decides_the_points_and_the_row_says_why_they_differ_from_the_check():
+    """A check cell that also wrote to stderr scores 0 under nbgrader's rule, whatever the check said."""
+    from htlib.course import check
+    from htlib.course.grade import Run, score
+
+    result = check("mean_ci95", lambda a: EXERCISES["mean_ci95"].reference(a))
+    cell = nbformat.v4.new_code_cell("result", metadata={"nbgrader": {
+        "grade": True, "solution": False, "locked": True, "points": 2, "grade_id": "mean_ci95_check",
+        "schema_version": 3}})
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="noise\n"),
+                    nbformat.v4.new_output("execute_result", data=result._repr_mimebundle_(), execution_count=1)]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    row = score("someone", "05", EXERCISES["mean_ci95"], Run(nb, None, "ran to the end without errors"), 0)
+    assert (row.points, row.status) == (0.0, "passed")
+    assert "The check gave 2 points, nbgrader's rule 0: the cell also wrote to stderr" in row.message
+    cell.outputs = cell.outputs[1:]
+    assert score("someone", "05", EXERCISES["mean_ci95"], Run(nb, None, "ran"), 0).points == 2.0

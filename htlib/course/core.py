@@ -11,6 +11,8 @@ Nothing here imports nbgrader: students need only htlib.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -115,17 +117,22 @@ def check(exercise: Exercise | str, answer: Callable) -> Result:
         return Result(ex, "wrong", f"This `{ex.key}` is htlib's reference, not yours: after a failed check the "
                       f"notebook uses the reference under your function's name.",
                       f"run the cell that defines your `{ex.key}` again, then this check", answer)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a warning would go to stderr, which nbgrader scores as 0
+    printed = io.StringIO()  # what the answer prints while checked: hidden (nbgrader scores stderr as 0)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), \
+            contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        warnings.simplefilter("ignore")
         try:
             verified = ex.check(answer)
+            result = Result(ex, "passed", f"Passed: {verified}", "", answer)
         except NotDone:
-            return Result(ex, "not done yet", "Not done yet: the function still raises NotImplementedError.",
-                          "replace `raise NotImplementedError()` with your code, then run this cell again",
-                          answer)
+            result = Result(ex, "not done yet", "Not done yet: the function still raises NotImplementedError.",
+                            "replace `raise NotImplementedError()` with your code, then run this cell again", answer)
         except CheckFailed as failed:
-            return Result(ex, "wrong", failed.message, failed.hint, answer)
-    return Result(ex, "passed", f"Passed: {verified}", "", answer)
+            result = Result(ex, "wrong", failed.message, failed.hint, answer)
+    if printed.getvalue():
+        result.message += (f" (Your function printed {len(printed.getvalue().splitlines())} line(s) while it was "
+                           f"checked; the check hides them: print on your own example instead.)")
+    return result
 
 
 # ---------------------------------------------------------------- helpers for writing checks

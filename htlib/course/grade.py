@@ -114,7 +114,9 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
                 for ex in exercises]
 
     if not path.is_file():
-        return rows_all("missing", f"no notebook {path.name} in {path.parent.name}/", "missing")
+        near = sorted(p.name for p in path.parent.glob(f"{prefix}*.ipynb"))  # e.g. a renamed copy
+        said = f" (found {', '.join(near)}: rename it {path.name})" if near else ""
+        return rows_all("missing", f"no notebook {path.name} in {path.parent.name}/{said}", "missing")
     from papermill.iorw import load_notebook_node  # papermill's reader: the metadata its injection expects
 
     try:
@@ -154,6 +156,9 @@ def score(student: str, prefix: str, ex, run: Run, at: int | None) -> Row:
     points, _ = determine_grade(cell)
     record = records[0]
     message = record["message"] + (f" Hint: {record['hint']}" if record.get("hint") else "")
+    if (points or 0) != record["points"]:  # nbgrader's rule decides; say why it differs from the check
+        message += (f" (The check gave {record['points']:g} points, nbgrader's rule {points or 0:g}: the cell also "
+                    f"wrote to stderr, which it scores as 0.)")
     return row(points or 0, record["status"], message)
 
 
