@@ -15,12 +15,17 @@ import pytest
 
 from htlib.course import EXERCISES
 from htlib.course.core import CourseError
-from htlib.course.release import STUDENT_DIR, check_cell_id, nbgrader_meta, teacher_notebooks
+from htlib.course.release import (
+    STUDENT_DIR,
+    check_cell_id,
+    nbgrader_meta,
+    teacher_notebooks,
+)
 
 if not os.environ.get("CI"):  # CI installs the course extra (make test): there it must not be skipped
     pytest.importorskip("nbgrader", reason="the course extra: pip install -e .[course]")
 
-from htlib.course.grade import COLUMNS, grade_folder  # noqa: E402  (after the skip: needs nbgrader)
+from htlib.course.grade import COLUMNS, grade_folder
 
 # The planted partial submission: some answers right, some with a typical mistake, one left as the
 # stub, notebooks 02 and 05 not handed in. Each entry: the source of the solution cell (None: the
@@ -77,7 +82,7 @@ def graded(tmp_path_factory, omniglot_data_dir):
 def test_one_row_per_student_and_exercise_in_the_csv(graded):
     table, out = graded
     on_disk = pd.read_csv(out / "grades.csv", keep_default_na=False)
-    assert list(on_disk.columns) == COLUMNS and len(on_disk) == 3 * len(EXERCISES)
+    assert list(on_disk.columns) == COLUMNS and len(on_disk) == len(table) == 3 * len(EXERCISES)
     assert sorted(set(zip(on_disk.student, on_disk.exercise))) == sorted(
         (s, k) for s in ("partial", "stubs", "teacher") for k in EXERCISES)
     summary = pd.read_csv(out / "summary.csv").set_index("student")

@@ -15,4 +15,4 @@ The checks themselves need only htlib.
 from htlib.course.core import MIME, CheckFailed, Exercise, Result, check
 from htlib.course.exercises import EXERCISES, NOTEBOOKS, exercises_of
 
-__all__ = ["MIME", "CheckFailed", "EXERCISES", "Exercise", "NOTEBOOKS", "Result", "check", "exercises_of"]
+__all__ = ["EXERCISES", "MIME", "NOTEBOOKS", "CheckFailed", "Exercise", "Result", "check", "exercises_of"]

@@ -64,7 +64,12 @@ def _student(args) -> int:
 
 
 def _grade(args) -> int:
-    from htlib.course.grade import DEFAULT_TIMEOUT, default_out_dir, grade_folder, summary
+    from htlib.course.grade import (
+        DEFAULT_TIMEOUT,
+        default_out_dir,
+        grade_folder,
+        summary,
+    )
 
     out = args.out or default_out_dir(args.folder)
     table = grade_folder(args.folder, out, profile=args.profile, timeout=args.timeout or DEFAULT_TIMEOUT,

@@ -102,7 +102,7 @@ def _check_split_episode(answer) -> str:
     # each image's pixels spell its (class, drawing): value = 10 * class + drawing
     code = 10 * torch.arange(n)[:, None] + torch.arange(k + q)[None, :]  # (N, K+Q)
     picked = code[:, :, None, None, None].float().expand(n, k + q, 1, 2, 2).clone()
-    hint = "slice picked[:, :shots] and picked[:, shots:], then reshape; label slot c for every image of row c"
+    hint = "split the drawings (dim 1) into support and query, then flatten (N, K) into N*K; row c's images get label c"
     got = call(answer, picked, k, hint=hint)
     if not isinstance(got, tuple) or len(got) != 4:
         raise CheckFailed("It should return a tuple of four tensors: (support, support_labels, query, query_labels).")
@@ -159,7 +159,7 @@ def _check_sample_tokens(answer) -> str:
     label = _randn(b, s, d, seed=1)
     local = 3 + 2 * _randn(b, s, l, seed=2)  # off-centre and wide, so that forgetting to standardise shows
     shared = -1 + 4 * _randn(b, s, sh, seed=3)
-    hint = "torch.cat([...], dim=-1) in the order label | local | shared, then F.pad(..., (0, width - used))"
+    hint = "concatenate label | local | shared along the last dimension, then pad with zeros at the end up to width"
     got = expect_tensor(call(answer, label, local, shared, width, hint=hint), "tokens", (b, s, width), hint=(
         f"{hint}; a token is {width} wide here: {d + l + sh} values then zeros"))
     want = sample_tokens(label, local, shared, width)
@@ -197,7 +197,7 @@ def kernel_from_output(out: torch.Tensor, d: int, c_out: int, c_in: int) -> torc
 def _check_kernel_from_output(answer) -> str:
     b, c_out, c_in, d, s = 2, 3, 2, 4, 5
     out = _randn(b, c_out + s, d + 9 * c_in + 2, seed=4)
-    hint = "out[:, :c_out, d:d + 9 * c_in], then reshape to (B, c_out, c_in, 3, 3)"
+    hint = "the slices sit at the placeholders (the first c_out tokens), after the first d entries; each is (c_in, 3, 3)"
     got = call(answer, out, d, c_out, c_in, hint=hint)
     if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, c_in, c_out, 3, 3):
         raise CheckFailed(f"Transposed kernel: shape {tuple(got.shape)} puts input channels first; a conv weight is "
@@ -234,7 +234,7 @@ def logits_layer(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def _check_logits_layer(answer) -> str:
     b, m, n, c = 2, 5, 3, 4
     features, weight = _randn(b, m, c, seed=5), _randn(b, n, c + 1, seed=6)
-    hint = "features @ weight[..., :C].transpose(1, 2) + weight[..., C] (one bias per class)"
+    hint = "split each class's row into its C weights and its bias; a batched matrix product gives (B, M, N)"
     got = call(answer, features, weight, hint=hint)
     if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, n, m):
         raise CheckFailed(f"Shape {tuple(got.shape)} is (B, N, M): one row per class; logits are (B, M, N), one row "
@@ -270,7 +270,7 @@ def weights_written(channels: int, ways: int, generate: str | int, layers: int =
 
 
 def _check_weights_written(answer) -> str:
-    hint = "sum 9 * C_in * C over the generated conv layers, then add N * (C + 1)"
+    hint = "3 x 3 x C_in x C_out weights per generated conv layer, plus the logits layer's N rows of C + 1"
     cases = [(c, n, g) for g in ("all", "logits", 2) for c in (4, 8, 32) for n in (5, 20)]
     for c, n, g in cases:
         raw = call(answer, c, n, g, hint=hint)
@@ -297,7 +297,7 @@ def gap_ci(acc_a: float, ci_a: float, acc_b: float, ci_b: float) -> tuple[float,
 
 
 def _check_gap_ci(answer) -> str:
-    hint = "gap = a - b; the variances of independent estimates add, so ci = sqrt(ci_a**2 + ci_b**2)"
+    hint = "variances of independent estimates add, and a CI half-width is proportional to a standard deviation"
     cases = [(0.60, 0.02, 0.50, 0.03), (0.50, 0.03, 0.52, 0.04), (0.30, 0.01, 0.50, 0.01), (0.41, 0.03, 0.40, 0.001)]
     for a, ca, b, cb in cases:
         got = call(answer, a, ca, b, cb, hint=hint)
@@ -341,13 +341,13 @@ def label_embeddings(embedding: nn.Embedding, labels: torch.Tensor) -> torch.Ten
 def _check_label_embeddings(answer) -> str:
     embedding = nn.Embedding.from_pretrained(_randn(21, 4, seed=7))  # max_ways = 20, d = 4
     labels = torch.tensor([[0, 1, 2, 3, 4, -1, -1, -1], [4, 3, 2, 1, 0, -1, -1, -1]])
-    hint = "torch.where(labels < 0, embedding.num_embeddings - 1, labels) gives each sample its row"
+    hint = "turn label -1 into the last row's index (embedding.num_embeddings - 1) before the lookup"
     try:
         raw = answer(embedding, labels)
     except IndexError as e:  # embedding(-1): the typical mistake, worth its own explanation
         raise CheckFailed(f"Calling it raised IndexError ({e}): label -1 is not a row of the embedding. Forgetting "
                           f"the unlabelled slot: unlabelled samples (label -1) use the last row, max_ways.", hint) from e
-    except Exception:
+    except Exception:  # noqa: BLE001  (any other error: `call` reports it, or 'not done yet')
         raw = call(answer, embedding, labels, hint=hint)  # reports 'not done yet' or the error
     got = expect_tensor(raw, "label embeddings", (2, 8, 4), hint=hint)
     table = embedding.weight.detach()
@@ -381,7 +381,7 @@ def _check_soft_kmeans_step(answer) -> str:
     truth = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 2, 1])
     emb = centres[truth] + 0.7 * _randn(len(labels), c, seed=9)
     start = ProtoNet.prototypes(emb[None], labels[None], n)[0]
-    hint = "soft = softmax(-squared distances, dim=1) over the classes; weights: one-hot rows for labelled samples"
+    hint = "write down the shapes: soft assignments (S_u, N) with rows summing to 1; labelled samples weigh 1"
     got = expect_tensor(call(answer, emb, labels, start, hint=hint), "prototypes", (n, c), hint=hint)
 
     lab, unl = emb[labels >= 0], emb[labels < 0]
@@ -422,7 +422,7 @@ def mean_ci95(per_episode: torch.Tensor) -> tuple[float, float]:
 
 
 def _check_mean_ci95(answer) -> str:
-    hint = "1.96 * per_episode.std() / sqrt(n), with the sample standard deviation (torch's default, n - 1)"
+    hint = "the standard error of a mean of n values is their standard deviation (n - 1) over √n; 95% is 1.96 of them"
     for n, seed in ((50, 10), (5, 11)):
         accs = (0.6 + 0.15 * _randn(n, seed=seed)).clamp(0, 1)
         got = call(answer, accs, hint=hint)

@@ -22,7 +22,13 @@ import pandas as pd
 
 from htlib.course.core import MIME, CourseError
 from htlib.course.exercises import EXERCISES, NOTEBOOKS, exercises_of
-from htlib.course.release import STUDENT_DIR, check_cell_id, nbgrader_meta, released_check_cells, teacher_notebooks
+from htlib.course.release import (
+    STUDENT_DIR,
+    check_cell_id,
+    nbgrader_meta,
+    released_check_cells,
+    teacher_notebooks,
+)
 from htlib.tools.notebooks import NOTEBOOK_DIR
 
 DEFAULT_TIMEOUT = 600  # seconds per notebook: far above what any notebook needs at `ci`
@@ -117,11 +123,13 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
         near = sorted(p.name for p in path.parent.glob(f"{prefix}*.ipynb"))  # e.g. a renamed copy
         said = f" (found {', '.join(near)}: rename it {path.name})" if near else ""
         return rows_all("missing", f"no notebook {path.name} in {path.parent.name}/{said}", "missing")
-    from papermill.iorw import load_notebook_node  # papermill's reader: the metadata its injection expects
+    from papermill.iorw import (
+        load_notebook_node,  # papermill's reader: the metadata its injection expects
+    )
 
     try:
         nb = load_notebook_node(str(path))
-    except Exception as e:  # truncated or hand-edited JSON: say so, grade the others
+    except Exception as e:  # noqa: BLE001  (truncated or hand-edited JSON: say so, grade the others)
         return rows_all("unreadable", f"{path.name} is not a readable notebook: {type(e).__name__}: {e}",
                         "unreadable")
     for cell in nb.cells:  # a submission's check cells are replaced by the released ones
