@@ -140,7 +140,8 @@ def _bench(args: argparse.Namespace) -> None:
     from htlib.tools.bench import benchmark
 
     rows = benchmark(_config(args), steps=args.bench_steps, batches=tuple(args.batches),
-                     settings=tuple(args.settings), progress=(lambda line: None) if args.json else print)
+                     settings=tuple(args.settings), progress=(lambda line: None) if args.json else print,
+                     repeats=args.repeats)
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -248,12 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(commands, "bench", help="training episodes/s, GFLOP/s, share of peak and memory, per B and setting")
     _add(p, *TASK)
     _add_model_options(p)
-    p.add_argument("--bench-steps", type=int, default=10, help="timed training steps per setting")
+    p.add_argument("--bench-steps", type=int, default=10, help="timed training steps per block")
+    p.add_argument("--repeats", type=int, default=3, help="blocks per row; the fastest counts")
     p.add_argument("--batches", type=int, nargs="+", default=[16], help="batch sizes B to time")
     p.add_argument("--settings", nargs="+", default=["old", "new"],
                    help="old | new | bf16 | compile | compile+bf16 (htlib.tools.bench)")
     p.add_argument("--json", action="store_true", help="print one JSON object per row instead of lines")
-    p.add_argument("--out", default=None, help="also write the rows to this CSV (e.g. results/bench_cpu.csv)")
+    p.add_argument("--out", default=None, help="also add the rows to this CSV (e.g. results/bench_cpu.csv; same device, B, setting: replaced)")
     p.set_defaults(func=_bench)
 
     p = _command(commands, "sweep", help="train every (method, C, shots, seed) cell; skips finished cells")

@@ -128,7 +128,7 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
     from htlib.tools.bench import benchmark, write_table
 
     rows = benchmark(tiny(), steps=1, batches=(2,), settings=("new", "old", "loop"), progress=lambda _: None,
-                     peak_seconds=0.05)
+                     peak_seconds=0.05, repeats=2)
     assert [r["setting"] for r in rows] == ["loop", "old", "new"]  # SETTINGS order
     for row in rows:
         assert "error" not in row, row
@@ -137,8 +137,11 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
             row["share_of_peak"] * row["matmul_peak_gflops"])
     assert rows[0]["speedup_over_old"] is None and rows[2]["speedup_over_old"] > 0
     assert rows[0]["gflop_per_episode"] == pytest.approx(rows[2]["gflop_per_episode"])  # the same model
-    table = pd.read_csv(write_table(rows, tmp_path / "bench.csv"))
+    write_table(rows[1:], tmp_path / "bench.csv")
+    rows[1]["episodes_per_second"] = -1.0  # a newer measurement of the same row replaces the older one
+    table = pd.read_csv(write_table(rows[:2], tmp_path / "bench.csv"))
     assert list(table["setting"]) == ["loop", "old", "new"] and table["date"].notna().all()
+    assert table["episodes_per_second"].tolist()[1] == -1.0 and (table["repeats"] == 2).all()
 
 
 @pytest.mark.parametrize("method,options", [("protonet", {}), ("maml", {"inner_steps": 2})])

@@ -60,6 +60,7 @@ class Results:
     semi_train_seconds: dict[tuple[str, int], float]  # training time of each semi arm, by (method, U)
     semi_other: pd.DataFrame  # the semi-supervised table of the same runs on another device
     gpu_log: str  # the GPU job's log
+    bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
     paper_test_tasks: int  # test tasks behind the paper's numbers
 
 
@@ -440,6 +441,36 @@ def render_gpu(log: str) -> str:
     return _wrap(text)
 
 
+def render_speed(tables: dict[str, pd.DataFrame]) -> str:
+    """The training-step benchmark tables (results/bench_*.csv): one table per file."""
+    parts = []
+    for name, t in sorted(tables.items()):
+        ok = t[t["error"].isna()] if "error" in t else t
+        device = _one(ok.device, "device")
+        parts.append(_wrap(
+            f"`results/{name}`: `python -m htlib bench` on {_on(device)} ({_one(ok.threads, 'thread count')} "
+            f"threads, torch {_one(ok.torch, 'torch version')}, {_one(t.date, 'date')}), the reference task "
+            f"(20-way 1-shot, 60 queries, C = 8, all layers generated), the fastest of {_one(ok.repeats, 'repeats')} blocks of "
+            f"{_one(ok.steps, 'steps')} timed steps per row (other work on the machine slows a block down, never up). One episode costs {ok.gflop_per_episode.iloc[0]:.3f} GFLOP forward + backward; \"% of "
+            f"peak\" compares the achieved FLOP rate with a large matmul of the same dtype measured in the same "
+            f"process. Settings: `old` is the step before the fast path, `loop` the same one episode at a time, "
+            f"`new` the default fast path (episodes sampled on the device, multi-tensor AdamW, no per-step "
+            f"reads), `bf16` and `compile` add those switches (htlib.tools.bench)."))
+        rows = []
+        for _, r in t.iterrows():
+            if isinstance(r.get("error"), str):
+                rows.append([str(r.episodes_per_step), f"`{r.setting}`", "failed: " + r.error, "", "", "", ""])
+                continue
+            old = ok[(ok.setting == "old") & (ok.episodes_per_step == r.episodes_per_step)]
+            speedup = f"{r.episodes_per_second / old.episodes_per_second.iloc[0]:.2f}x" if len(old) else ""
+            rows.append([str(r.episodes_per_step), f"`{r.setting}`", f"{r.episodes_per_second:,.0f}", speedup,
+                         f"{r.achieved_gflops:,.1f}", f"{100 * r.share_of_peak:.1f}%",
+                         f"{r.memory_per_episode_mib:.2f}"])
+        parts.append("\n".join(_table(["B", "setting", "episodes/s", "vs old", "GFLOP/s", "% of peak",
+                                        "MiB per episode"], rows)))
+    return "\n\n".join(parts)
+
+
 def _search(pattern: str, text: str, what: str) -> str:
     found = re.search(pattern, text, re.MULTILINE)
     if not found:
@@ -467,6 +498,7 @@ def load(root: Path = PROJECT_ROOT) -> Results:
         semi_train_seconds={(r["method"], r["unlabelled"]): r["wall_seconds"] for r in result_files(f"{PROFILE}-semi")},
         semi_other=pd.read_csv(root / SEMI_OTHER),
         gpu_log=(root / GPU_LOG).read_text(encoding="utf-8"),
+        bench={f.name: pd.read_csv(f) for f in sorted(results.glob("bench_*.csv"))},
         paper_test_tasks=int(tasks.group(1)))
 
 
@@ -478,6 +510,7 @@ def render(results: Results) -> dict[str, str]:
         "semi": render_semi(results.semi, results.semi_train_seconds, results.semi_other),
         "gpu": render_gpu(results.gpu_log),
         "quick-budget": render_budget(results.single_runs),
+        "speed": render_speed(results.bench),
     }
 
 
