@@ -123,9 +123,8 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
         near = sorted(p.name for p in path.parent.glob(f"{prefix}*.ipynb"))  # e.g. a renamed copy
         said = f" (found {', '.join(near)}: rename it {path.name})" if near else ""
         return rows_all("missing", f"no notebook {path.name} in {path.parent.name}/{said}", "missing")
-    from papermill.iorw import (
-        load_notebook_node,  # papermill's reader: the metadata its injection expects
-    )
+    # papermill's reader: it fills in the metadata that its parameter injection expects
+    from papermill.iorw import load_notebook_node
 
     try:
         nb = load_notebook_node(str(path))
