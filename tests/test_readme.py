@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from htlib.data.paths import PROJECT_ROOT
-from htlib.tools.readme import ReadmeError, diff, fill, load, markers, render, render_single_runs, render_sweep, update
+from htlib.tools.readme import (ReadmeError, diff, fill, load, markers, render, render_single_runs, render_speed,
+                                render_sweep, update)
 
 README = PROJECT_ROOT / "README.md"
 
@@ -58,6 +59,21 @@ def test_the_sweep_section_follows_the_table():
     assert "| 1 | `long` ht-all | 40.0 ± 1.0 | 70.0 ± 1.0 |" in after
     assert "| 1 | `long` protonet | **50.0 ± 1.0** |" in after
     assert "behind at every C" in after and "the paper's claim is **not** reproduced" in after
+
+
+def test_the_speed_section_follows_the_bench_table():
+    def row(setting, rate, **extra):
+        return {"setting": setting, "episodes_per_step": 16, "steps": 10, "repeats": 3, "episodes_per_second": rate,
+                "gflop_per_episode": 0.36, "achieved_gflops": rate * 0.36, "matmul_peak_gflops": 300.0,
+                "share_of_peak": rate * 0.36 / 300, "memory_per_episode_mib": 2.0, "memory_kind": "CUDA max allocated",
+                "device": "NVIDIA H100 80GB HBM3", "threads": 16, "torch": "2.9", "date": "2026-12-01", **extra}
+    table = pd.DataFrame([row("old", 500.0), row("new", 2000.0),
+                          {**row("compile", 0.0), "error": "OutOfMemoryError: CUDA out of memory"}])
+    table.loc[:1, "error"] = None
+    text = _flat(render_speed({"bench_gpu.csv": table}))
+    assert "`python -m htlib bench` on one H100 (16 threads" in text
+    assert "| 16 | `new` | 10 | 2,000 | 4.00x | 720.0 | 240.0% |" in text
+    assert "| 16 | `compile` | failed: OutOfMemoryError: CUDA out of memory |" in text
 
 
 def _sections(name: str = "x") -> dict[str, str]:

@@ -137,6 +137,9 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
             row["share_of_peak"] * row["matmul_peak_gflops"])
     assert rows[0]["speedup_over_old"] is None and rows[2]["speedup_over_old"] > 0
     assert rows[0]["gflop_per_episode"] == pytest.approx(rows[2]["gflop_per_episode"])  # the same model
+    from htlib.tools.bench import flops_per_episode
+    assert flops_per_episode(Trainer(tiny(episodes_per_step=1), None)) == flops_per_episode(
+        Trainer(tiny(episodes_per_step=6), None))  # not the counter's dense charge for grouped convolutions
     write_table(rows[1:], tmp_path / "bench.csv")
     rows[1]["episodes_per_second"] = -1.0  # a newer measurement of the same row replaces the older one
     table = pd.read_csv(write_table(rows[:2], tmp_path / "bench.csv"))

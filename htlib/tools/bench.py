@@ -12,8 +12,10 @@ batch size B and one setting:
 - ``bf16``, ``compile``, ``compile+bf16``: ``new`` plus those switches (htlib.speed).
 
 FLOPs of one episode are counted once, on the eager fp32 step, with torch.utils.flop_counter
-(forward + backward; a grouped convolution counts the multiply-adds of its groups only, i.e. of the
-per-episode CNNs, not of a dense convolution over all channels). "peak" is the matmul throughput
+(forward + backward, a multiply-add = 2 FLOPs), on a batch of ONE episode: the B per-episode CNNs
+run as one grouped convolution, and torch's counter charges the backward of a grouped convolution
+as if it were dense, so its count per episode would grow with B; with one episode there is one
+group and the count is exact (tests/test_train.py checks that it does not depend on B). "peak" is the matmul throughput
 measured in the same process with the same dtype, so that "share of peak" compares like with like.
 Each row runs in its own process, so that its peak memory is its own.
 """
@@ -63,13 +65,14 @@ def flops_per_episode(trainer) -> float:
     """Forward + backward FLOPs of one training episode, counted on the eager fp32 model."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    episode = trainer.sampler.sample().to(trainer.device)
+    batch = trainer.sampler.sample().to(trainer.device)
+    episode = type(batch)(**{k: (v[:1] if torch.is_tensor(v) else v) for k, v in vars(batch).items()})
     counter = FlopCounterMode(display=False)
     with counter, trusted_episodes():
         logits = episode_logits(trainer.model, episode)
         F.cross_entropy(logits.flatten(0, 1), episode.query_labels.flatten()).backward()
     trainer.model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / episode.batch_size
+    return counter.get_total_flops()
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:

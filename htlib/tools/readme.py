@@ -450,24 +450,25 @@ def render_speed(tables: dict[str, pd.DataFrame]) -> str:
         parts.append(_wrap(
             f"`results/{name}`: `python -m htlib bench` on {_on(device)} ({_one(ok.threads, 'thread count')} "
             f"threads, torch {_one(ok.torch, 'torch version')}, {_one(t.date, 'date')}), the reference task "
-            f"(20-way 1-shot, 60 queries, C = 8, all layers generated), the fastest of {_one(ok.repeats, 'repeats')} blocks of "
-            f"{_one(ok.steps, 'steps')} timed steps per row (other work on the machine slows a block down, never up). One episode costs {ok.gflop_per_episode.iloc[0]:.3f} GFLOP forward + backward; \"% of "
+            f"(20-way 1-shot, 60 queries, C = 8, all layers generated), each row the fastest of {_one(ok.repeats, 'repeats')} blocks of timed steps "
+            f"(other work on the machine slows a block down, never up). One episode costs {ok.gflop_per_episode.iloc[0]:.3f} GFLOP forward + backward; \"% of "
             f"peak\" compares the achieved FLOP rate with a large matmul of the same dtype measured in the same "
             f"process. Settings: `old` is the step before the fast path, `loop` the same one episode at a time, "
             f"`new` the default fast path (episodes sampled on the device, multi-tensor AdamW, no per-step "
-            f"reads), `bf16` and `compile` add those switches (htlib.tools.bench)."))
+            f"reads), `bf16` and `compile` add those switches (htlib.tools.bench). Memory: "
+            f"{_one(ok.memory_kind, 'memory kind')}, divided by B."))
         rows = []
         for _, r in t.iterrows():
             if isinstance(r.get("error"), str):
-                rows.append([str(r.episodes_per_step), f"`{r.setting}`", "failed: " + r.error, "", "", "", ""])
+                rows.append([str(r.episodes_per_step), f"`{r.setting}`", "failed: " + r.error, "", "", "", "", ""])
                 continue
             old = ok[(ok.setting == "old") & (ok.episodes_per_step == r.episodes_per_step)]
             speedup = f"{r.episodes_per_second / old.episodes_per_second.iloc[0]:.2f}x" if len(old) else ""
-            rows.append([str(r.episodes_per_step), f"`{r.setting}`", f"{r.episodes_per_second:,.0f}", speedup,
-                         f"{r.achieved_gflops:,.1f}", f"{100 * r.share_of_peak:.1f}%",
+            rows.append([str(r.episodes_per_step), f"`{r.setting}`", str(r.steps), f"{r.episodes_per_second:,.0f}",
+                         speedup, f"{r.achieved_gflops:,.1f}", f"{100 * r.share_of_peak:.1f}%",
                          f"{r.memory_per_episode_mib:.2f}"])
-        parts.append("\n".join(_table(["B", "setting", "episodes/s", "vs old", "GFLOP/s", "% of peak",
-                                        "MiB per episode"], rows)))
+        parts.append("\n".join(_table(["B", "setting", "steps per block", "episodes/s", "vs old", "GFLOP/s",
+                                        "% of peak", "MiB per episode"], rows)))
     return "\n\n".join(parts)
 
 
