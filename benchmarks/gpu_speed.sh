@@ -11,14 +11,14 @@
 # Run from the repository root on the GPU machine (torch there; htlib via PYTHONPATH):
 #   OUT=dir JOB_SECONDS=560 bash benchmarks/gpu_speed.sh
 # Dry run on a CPU (small and fast, to test the script itself):
-#   OUT=/tmp/gs DEVICE=cpu BATCHES="4 8" COMPILE_BATCHES=4 TRAIN_STEPS=20 TRAIN_B=8 PYTHON=.venv/bin/python \
-#     bash benchmarks/gpu_speed.sh
+#   OUT=/tmp/gs DEVICE=cpu BATCHES="4 8" COMPILE_BATCHES= TRAIN_STEPS=20 TRAIN_B=8 PYTHON=.venv/bin/python \
+#     bash benchmarks/gpu_speed.sh          (COMPILE_BATCHES empty: no compiled rows)
 set -u
 OUT=${OUT:-runs/gpu_speed}
 DEVICE=${DEVICE:-cuda}
 JOB_SECONDS=${JOB_SECONDS:-560}
 BATCHES=${BATCHES:-16 256 1024}
-COMPILE_BATCHES=${COMPILE_BATCHES:-1024}
+COMPILE_BATCHES=${COMPILE_BATCHES-1024}
 TRAIN_B=${TRAIN_B:-256}
 TRAIN_STEPS=${TRAIN_STEPS:-16000}  # 4.1M episodes at B = 256: the paper's budget, if time allows
 PY=${PYTHON:-python3}
@@ -56,9 +56,11 @@ EOF
   echo "== bench: old, new, bf16 at B = $BATCHES ($(left) s left)"
   timeout $(( $(left) > 300 ? 240 : $(left) / 2 )) $PY -m htlib bench --device "$DEVICE" --profile quick \
     --batches $BATCHES --settings old new bf16 --bench-steps 20 --out "$OUT/bench_gpu.csv"
-  echo "== bench: compiled at B = $COMPILE_BATCHES ($(left) s left)"
-  timeout $(( $(left) > 330 ? 180 : $(left) / 3 )) $PY -m htlib bench --device "$DEVICE" --profile quick \
-    --batches $COMPILE_BATCHES --settings new compile compile+bf16 --bench-steps 20 --out "$OUT/bench_gpu_compiled.csv"
+  if [ -n "$COMPILE_BATCHES" ]; then
+    echo "== bench: compiled at B = $COMPILE_BATCHES ($(left) s left)"
+    timeout $(( $(left) > 330 ? 180 : $(left) / 3 )) $PY -m htlib bench --device "$DEVICE" --profile quick \
+      --batches $COMPILE_BATCHES --settings new compile compile+bf16 --bench-steps 20 --out "$OUT/bench_gpu.csv"
+  fi
   budget=$(( $(left) - 25 ))
   echo "== training: B = $TRAIN_B, $TRAIN_STEPS steps, stopped after $budget s if not done"
   timeout -s INT $budget $PY -m htlib train --profile quick --device "$DEVICE" --episodes-per-step "$TRAIN_B" \

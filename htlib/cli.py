@@ -139,16 +139,17 @@ def _eval(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from htlib.tools.bench import benchmark
 
-    rows = benchmark(_config(args), steps=args.bench_steps, batches=tuple(args.batches),
-                     settings=tuple(args.settings), progress=(lambda line: None) if args.json else print,
-                     repeats=args.repeats)
-    if args.json:
-        for row in rows:
-            print(json.dumps(row))
-    if args.out:
-        from htlib.tools.bench import write_table
+    from htlib.tools.bench import line, write_table
 
-        print(f"{len(rows)} rows in {write_table(rows, args.out)}")
+    def report(row: dict) -> None:
+        print(json.dumps(row) if args.json else line(row), flush=True)
+        if args.out:  # row by row: a bench stopped by a time limit keeps what it measured
+            write_table([row], args.out)
+
+    rows = benchmark(_config(args), steps=args.bench_steps, batches=tuple(args.batches),
+                     settings=tuple(args.settings), report=report, repeats=args.repeats)
+    if args.out:
+        print(f"{len(rows)} rows added to {args.out}")
 
 
 def _sweep(args: argparse.Namespace) -> None:

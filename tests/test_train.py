@@ -127,7 +127,7 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
     """`python -m htlib bench` end to end (no timing assertion: speed depends on the machine)."""
     from htlib.tools.bench import benchmark, write_table
 
-    rows = benchmark(tiny(), steps=1, batches=(2,), settings=("new", "old", "loop"), progress=lambda _: None,
+    rows = benchmark(tiny(), steps=1, batches=(2,), settings=("new", "old", "loop"), report=lambda _: None,
                      peak_seconds=0.05, repeats=2)
     assert [r["setting"] for r in rows] == ["loop", "old", "new"]  # SETTINGS order
     for row in rows:

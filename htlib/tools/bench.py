@@ -148,10 +148,11 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
 
 
 def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,),
-              settings: tuple[str, ...] = ("old", "new"), progress=print, peak_seconds: float = 1.0,
+              settings: tuple[str, ...] = ("old", "new"), report=None, peak_seconds: float = 1.0,
               repeats: int = 3) -> list[dict]:
     """One row per (B, setting): episodes/s (the fastest of `repeats` blocks of `steps` steps), GFLOP/s,
-    share of the matmul peak, peak memory.
+    share of the matmul peak, peak memory. `report(row)` is called as each row is measured (default:
+    print a line), so that a bench stopped by a time limit keeps the rows it finished.
 
     At each B the rows run in SETTINGS order, and each row after `old` gets its speed-up over it."""
     unknown = sorted(set(settings) - set(SETTINGS))
@@ -175,11 +176,12 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
                 old_rate = row["episodes_per_second"] if setting == "old" else old_rate
                 row["speedup_over_old"] = round(row["episodes_per_second"] / old_rate, 2) if old_rate else None
             rows.append(row)
-            progress(_line(row))
+            (report or (lambda r: print(line(r), flush=True)))(row)
     return rows
 
 
-def _line(row: dict) -> str:
+def line(row: dict) -> str:
+    """One row as a line of text."""
     if "error" in row:
         return f"B={row['episodes_per_step']:<5} {row['setting']:<13} failed: {row['error']}"
     speedup = f" ({row['speedup_over_old']:.2f}x old)" if row.get("speedup_over_old") else ""
