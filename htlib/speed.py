@@ -10,8 +10,9 @@ values that made the host wait for the device. The trainer therefore
 - reads loss and accuracy back only at log points (htlib.train) and skips the label-value checks
   for its own episodes (htlib.models.checks.trusted_episodes);
 - optionally runs the step under bf16 autocast (`precision="bf16"`) and compiles the model
-  (`compile=True`; on a GPU with CUDA graphs, "reduce-overhead"). Both change numbers in the last
-  digits only; tests/test_speed.py compares each with the eager fp32 step.
+  (`compile=True`; on a GPU with CUDA graphs, "reduce-overhead"). Compiling changes the numbers in
+  their last digits; bf16 by up to a few percent of the loss. tests/test_speed.py compares each
+  with the eager fp32 step.
 """
 
 from __future__ import annotations
