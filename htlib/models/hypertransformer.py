@@ -160,6 +160,15 @@ class LocalFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (N, C_in, H, W) -> (N, dim), or (N, 2 * dim) with ``both``."""
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # Under CPU bf16 autocast, oneDNN's weight gradient of these strided convs on the 1x1
+            # maps before the logits layer is now and then not finite (a few % of calls on 2 threads,
+            # tests/test_speed.py); the convs are tiny, so they run in fp32.
+            with torch.autocast("cpu", enabled=False):
+                return self._features(x.float())
+        return self._features(x)
+
+    def _features(self, x: Tensor) -> Tensor:
         first = self.conv1(x)
         last = self.conv2(self.act(first)).mean(dim=(2, 3))
         return torch.cat([first.mean(dim=(2, 3)), last], dim=-1) if self.both else last
