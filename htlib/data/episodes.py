@@ -42,6 +42,11 @@ class Episode:
         return Episode(**{f.name: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
                           for f in fields(self) for v in [getattr(self, f.name)]})
 
+    def select(self, episodes: slice) -> "Episode":
+        """The episodes `episodes` of the batch (e.g. slice(0, 1): the first one alone)."""
+        return Episode(**{f.name: (v[episodes] if torch.is_tensor(v) else v)
+                          for f in fields(self) for v in [getattr(self, f.name)]})
+
     @property
     def batch_size(self) -> int:
         return self.support.shape[0]

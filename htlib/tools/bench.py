@@ -66,7 +66,7 @@ def flops_per_episode(trainer) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     batch = trainer.sampler.sample().to(trainer.device)
-    episode = type(batch)(**{k: (v[:1] if torch.is_tensor(v) else v) for k, v in vars(batch).items()})
+    episode = batch.select(slice(0, 1))
     counter = FlopCounterMode(display=False)
     with counter, trusted_episodes():
         logits = episode_logits(trainer.model, episode)
