@@ -1,8 +1,9 @@
 """What a run is made of: `TrainConfig`, its resolution against a profile, and the checks that
 refuse an impossible request before any data is read or any step runs.
 
-A config names its compute budget by profile (`ci`, `quick`, `long`, `paper`); `resolved()`
-fills every field left at None from that profile and checks the result. Resolution happens once,
+A config names its compute budget by profile (`htlib.profiles`); `resolved()` fills every field
+left at None from that profile (and, for the HT, the profile's HT options under its own) and checks
+the result. Resolution happens once,
 when a run is made (`htlib.runs.make_run`); the training loop only ever sees resolved configs.
 """
 
@@ -85,7 +86,8 @@ class TrainConfig:
         if self.method not in FAMILIES:
             raise ConfigError(f"Unknown method {self.method!r}; choose one of {FAMILIES} (named variants: "
                               f"htlib.methods.METHODS)")
-        out = dataclasses.replace(self, model_options=dict(self.model_options))
+        options = {**prof.ht_options, **self.model_options} if self.method == "ht" else self.model_options
+        out = dataclasses.replace(self, model_options=dict(options))
         out.steps = self.steps if self.steps is not None else prof.train_steps
         pick = lambda own, default: default if own is None else own  # noqa: E731 (0 is a value, not "unset")
         out.episodes_per_step = pick(self.episodes_per_step, prof.episodes_per_step)

@@ -5,15 +5,22 @@
   (notebook 03, 48 cells) fits in about 90 minutes on 2 CPU cores.
 - ``long``: 7-13 times the quick budget; its sweep is meant for a GPU (minutes there).
 - ``paper``: the full recipe, sized for a GPU.
+- ``gpu``: the headline runs on one GPU: the paper's 4M episodes with the recipe the recipe
+  study recommends (`RECOMMENDED_HT_OPTIONS`).
 
 A profile only sets defaults; every field can still be overridden one by one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from htlib.errors import ConfigError
+
+# The HT options the recipe study recommends (htlib.experiments.recipe, notebook 06): its best
+# single changes, combined in its `recommended` arm and confirmed at the `long` budget. The `gpu`
+# profile trains with them.
+RECOMMENDED_HT_OPTIONS = {"transformer_layers": 4, "local_features_from": "both"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class Profile:
     # arm, and the baseline's B; an arm with another B takes recipe_episodes / B steps.
     recipe_episodes: int = 0
     recipe_episodes_per_step: int = 0
+    # HT options of this profile's HT runs (a config's own model_options win); other methods ignore them.
+    ht_options: dict = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
@@ -63,6 +72,15 @@ PROFILES: dict[str, Profile] = {
                      sweep_steps=100_000, sweep_episodes_per_step=32,
                      semi_steps=20_000, semi_episodes_per_step=32,
                      recipe_episodes=3_200_000, recipe_episodes_per_step=32),
+    # The recipe study found that the HT needs optimizer steps more than episodes (B = 64 at the same
+    # episodes, hence 1/4 of the steps, loses to B = 16), and on a GPU a step costs about the same at
+    # B = 16 and 64 (bound by the host), so B = 64 buys four times the episodes per step.
+    "gpu": Profile("gpu", train_steps=62_500, episodes_per_step=64, val_every=2500, val_episodes=500,
+                   test_episodes=1000, description="the paper's 4M episodes, recommended recipe; one GPU",
+                   sweep_steps=5_000, sweep_episodes_per_step=64, sweep_maml="maml",
+                   semi_steps=5_000, semi_episodes_per_step=64,
+                   recipe_episodes=1_000_000, recipe_episodes_per_step=64,
+                   ht_options=RECOMMENDED_HT_OPTIONS),
 }
 
 

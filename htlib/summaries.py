@@ -7,6 +7,8 @@ whatever the numbers are stays in the notebooks' own Markdown.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from htlib.report import KERNEL_VARIATION_BAND, PAPER_EPISODES, semi_verdicts, verdicts
@@ -113,20 +115,47 @@ def recipe_summary(table: pd.DataFrame, gaps: pd.DataFrame, arms_in_study: int) 
     if table.empty or "baseline" not in set(table["arm"]):
         return f"No committed recipe runs with a baseline yet (0 of {arms_in_study} arms)."
     base = table[table["arm"] == "baseline"]
+    spread = (f" (seeds {', '.join(f'{100 * a:.1f}%' for a in base['test_accuracy'])}: the training's own noise)"
+              if len(base) > 1 else "")
     lines = [f"{table['arm'].nunique()} of {arms_in_study} arms finished ({len(table)} runs, seeds "
              f"{sorted(int(s) for s in table['seed'].unique())}), {int(base['episodes'].iloc[0]):,} training episodes each "
              f"(see the table for exceptions), on {_devices(table)}; the baseline scores "
-             f"{100 * base['test_accuracy'].mean():.1f}% on the test episodes, with "
+             f"{100 * base['test_accuracy'].mean():.1f}% on the test episodes{spread}, with "
              f"{100 * base['train_accuracy'].mean():.1f}% training and {100 * base['val_accuracy'].mean():.1f}% "
              f"best validation accuracy.", ""]
     for verdict, heading in (("better", "Better than the baseline"), ("worse", "Worse than the baseline"),
                              ("no clear difference", "No clear difference")):
         chosen = gaps[gaps["verdict"] == verdict].sort_values("gap", ascending=False)
-        listed = "; ".join(f"`{r.arm}` {100 * r.gap:+.1f} ± {100 * r.ci95:.1f}" for r in chosen.itertuples())
+        listed = "; ".join(f"`{r.arm}` {100 * r.gap:+.1f} ± {100 * r.ci95:.1f}" + (f" ({r.seeds} seeds)" if r.seeds > 1 else "")
+                           for r in chosen.itertuples())
         lines.append(f"* **{heading}** (test accuracy, points): {listed or 'none'}.")
-    better = gaps[gaps["verdict"] == "better"].sort_values("gap", ascending=False)["arm"].tolist()
+    singles = gaps[(gaps["verdict"] == "better") & (gaps["arm"] != "recommended")]
+    better = singles.sort_values("gap", ascending=False)["arm"].tolist()
     lines.append("")
-    lines.append(f"Recommended recipe so far: the baseline with {', '.join(f'`{a}`' for a in better)}, combined and "
-                 f"confirmed at a longer budget before it becomes a default." if better else
-                 "Recommended recipe so far: the baseline; no finished arm beats it beyond its CI.")
+    lines.append(f"Single changes that beat the baseline beyond their CI: {', '.join(f'`{a}`' for a in better)}." if better else
+                 "No single change beats the baseline beyond its CI.")
     return "\n".join(lines)
+
+
+def confirmation_summary(table: pd.DataFrame, gaps: pd.DataFrame, profile: str, recipe: str) -> str:
+    """The recommended recipe against the baseline at a longer budget: both accuracies, the gap and
+    its verdict, the cost; or what is still to train."""
+    missing = [arm for arm in ("recommended", "baseline") if arm not in set(table["arm"])]
+    if missing:
+        return (f"Not trained yet at `{profile}`: {', '.join(f'`{a}`' for a in missing)}; `python -m htlib recipe "
+                f"--profile {profile} --arms recommended baseline` trains them (resumable).")
+    gap = gaps.set_index("arm").loc["recommended"]
+    rec, base = (table[table["arm"] == arm] for arm in ("recommended", "baseline"))
+    seeds = sorted(int(s) for s in rec["seed"].unique())
+
+    def score(rows: pd.DataFrame) -> str:
+        ci = math.sqrt((rows["ci95"] ** 2).sum()) / len(rows)  # of the mean over seeds
+        return f"{100 * rows['test_accuracy'].mean():.1f}% ± {100 * ci:.1f}"
+
+    return (f"At the `{profile}` budget ({int(rec['episodes'].iloc[0]):,} training episodes per run, seed(s) {seeds}, "
+            f"{_devices(table)}), the recommended recipe ({recipe}) scores **{score(rec)}** on the test episodes "
+            f"against the baseline's **{score(base)}**: a gap of {100 * gap.gap:+.1f} ± {100 * gap.ci95:.1f} points "
+            f"({gap.verdict}). Training accuracy over the last tenth: {100 * rec['train_accuracy'].mean():.1f}% against "
+            f"{100 * base['train_accuracy'].mean():.1f}%; wall time {rec['wall_seconds'].mean() / 60:.0f} against "
+            f"{base['wall_seconds'].mean() / 60:.0f} minutes.")
+

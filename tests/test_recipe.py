@@ -61,7 +61,27 @@ def test_every_arm_has_a_folder_of_its_own(profile):
 def test_unknown_arms_are_refused():
     with pytest.raises(ConfigError, match="Unknown recipe arms \\['lr-1'\\]"):
         RecipeSpec(arms=["lr-1"]).arm_names()
-    assert RecipeSpec(arms=["shift-2", "local-both"]).arm_names() == [BASELINE, "local-both", "shift-2"]
+    # trained in the order asked, the baseline first unless placed elsewhere; an arm asked twice trains once
+    assert RecipeSpec(arms=["shift-2", "local-both", "shift-2"]).arm_names() == [BASELINE, "shift-2", "local-both"]
+    assert RecipeSpec(arms=["recommended", BASELINE]).arm_names() == ["recommended", BASELINE]
+    with pytest.raises(ConfigError, match="trains the recommended recipe already"):
+        RecipeSpec(profile="gpu").check()
+
+
+def test_the_recommended_recipe_is_one_setting_shared_by_its_arm_and_the_gpu_profile():
+    from htlib.profiles import RECOMMENDED_HT_OPTIONS
+    from htlib.runs import make_run
+
+    arm = RecipeSpec(profile="long").config("recommended", 0).resolved()
+    assert arm.model_options == RECOMMENDED_HT_OPTIONS
+    gpu = TrainConfig(profile="gpu").resolved()
+    assert gpu.model_options == RECOMMENDED_HT_OPTIONS and gpu.episodes_per_step * gpu.steps == 4_000_000
+    assert "transformer_layers=4" in make_run(gpu).folder.name  # never the folder of a default run
+    # a config's own options win over the profile's; other methods do not get the HT's options
+    assert TrainConfig(profile="gpu", model_options={"transformer_layers": 2}).resolved().model_options == {
+        **RECOMMENDED_HT_OPTIONS, "transformer_layers": 2}
+    assert TrainConfig(profile="gpu", method="protonet").resolved().model_options == {}
+    assert TrainConfig(profile="long").resolved().model_options == {}
 
 
 def test_two_arms_end_to_end_resume_and_skip(tmp_path, capsys):
@@ -82,6 +102,12 @@ def test_two_arms_end_to_end_resume_and_skip(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("done before, skipped") == 2 and "steps x" not in out
     pd.testing.assert_frame_equal(again, table)
+    # a new seed of one arm adds its rows; the table keeps every finished run on disk
+    more = RecipeSpec(profile="ci", dataset="synthetic", ways=5, arms=["smooth-0.1"], seeds=[1], device="cpu")
+    grown = run_recipe(more, progress=False, arms=["smooth-0.1"])
+    assert list(zip(grown["arm"], grown["seed"])) == [(BASELINE, 0), ("smooth-0.1", 0), ("smooth-0.1", 1)]
+    pd.testing.assert_frame_equal(grown.iloc[:2], table)
+    pd.testing.assert_frame_equal(pd.read_csv(spec.table_path), grown)
 
 
 def test_no_time_trains_nothing_and_says_so(capsys):
@@ -105,6 +131,17 @@ def test_recipe_gaps_against_the_baseline():
     assert gaps.loc["lr-3e-3", "ci95"] == pytest.approx(0.02) and (gaps["seeds"] == 2).all()
     with pytest.raises(ValueError, match="no baseline"):
         recipe_gaps(table[table["arm"] != BASELINE])
+
+
+def test_recipe_gaps_compare_an_arm_with_the_baseline_on_its_own_seeds():
+    rows = [("baseline", 0, 0.80), ("baseline", 1, 0.90), ("lr-3e-3", 0, 0.81), ("shift-2", 2, 0.5)]
+    table = pd.DataFrame([{"arm": arm, "change": ARMS[arm].change, "seed": seed, "test_accuracy": acc,
+                           "ci95": 0.01} for arm, seed, acc in rows])
+    with pytest.raises(ValueError, match="no seed in common with the baseline"):
+        recipe_gaps(table)
+    gaps = recipe_gaps(table[table["arm"] != "shift-2"]).set_index("arm")
+    # against the baseline's seed 0 (0.80), not its two-seed mean (0.85)
+    assert gaps.loc["lr-3e-3", "gap"] == pytest.approx(0.01) and gaps.loc["lr-3e-3", "seeds"] == 1
 
 
 def test_the_command_line_trains_the_asked_arms_and_the_baseline(capsys):

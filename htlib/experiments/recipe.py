@@ -37,9 +37,9 @@ import pandas as pd
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
 from htlib.methods import method_settings
-from htlib.profiles import get_profile
+from htlib.profiles import RECOMMENDED_HT_OPTIONS, get_profile
 from htlib.report import difference
-from htlib.runs import Run, is_finished, make_run, table_path
+from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
 from htlib.utils import write_atomic
 
@@ -101,6 +101,9 @@ ARMS: dict[str, Arm] = {
                          "(gradient clip kept); a QUARTER of the episode budget, about the baseline's CPU time",
                          {"optimizer": "sgd", "episodes_per_step": 1, "lr": 0.02, "schedule": "reference",
                           "warmup_steps": 0}, budget=1 / 4),
+    # The best single changes together: the recipe the gpu profile trains with.
+    "recommended": Arm("the recommended recipe: " + " + ".join(f"{k} = {v}" for k, v in RECOMMENDED_HT_OPTIONS.items()),
+                       _model(**RECOMMENDED_HT_OPTIONS)),
 }
 
 
@@ -117,11 +120,12 @@ class RecipeSpec:
     ways: int = 20
 
     def arm_names(self) -> list[str]:
-        """The study's arms in training order (ARMS order), the baseline first."""
+        """The study's arms in training order: ARMS order by default; else the order asked, the
+        baseline first unless placed elsewhere (it is always in: every gap is measured against it)."""
         if self.arms is None:
             return list(ARMS)
-        wanted = set(_checked_arms(self.arms)) | {BASELINE}  # every gap is measured against it
-        return [name for name in ARMS if name in wanted]
+        asked = list(dict.fromkeys(_checked_arms(self.arms)))
+        return asked if BASELINE in asked else [BASELINE, *asked]
 
     def config(self, arm: str, seed: int) -> TrainConfig:
         """The run of `arm` with `seed`: the task and budget of every arm, then the arm's change."""
@@ -137,21 +141,33 @@ class RecipeSpec:
             test_batch_size=min(2 * prof.recipe_episodes_per_step, 64),
             **settings)
 
+    def run(self, arm: str, seed: int) -> Run:
+        """The run of `arm` with `seed` in its folder (arms with another B than the baseline's apart)."""
+        cfg = self.config(arm, seed)
+        batch = cfg.episodes_per_step
+        base_batch = get_profile(self.profile).recipe_episodes_per_step
+        return make_run(cfg, group="recipe" if batch == base_batch else f"recipe-b{batch}")
+
     def runs(self) -> list[tuple[str, Run]]:
         """(arm, run) in training order: every arm with the first seed, then with the next, ..."""
-        base_batch = get_profile(self.profile).recipe_episodes_per_step
-        runs = []
-        for seed in self.seeds:
-            for arm in self.arm_names():
-                cfg = self.config(arm, seed)
-                batch = cfg.episodes_per_step
-                runs.append((arm, make_run(cfg, group="recipe" if batch == base_batch else f"recipe-b{batch}")))
-        return runs
+        return [(arm, self.run(arm, seed)) for seed in self.seeds for arm in self.arm_names()]
+
+    def seeds_on_disk(self) -> list[int]:
+        """The seeds of every finished run in this profile's recipe folders, whichever arms asked for them."""
+        root = run_folder(self.config(BASELINE, 0)).parents[1]
+        seeds = set()
+        for saved in root.glob(f"{self.profile}-recipe*/*/config.json"):
+            if (saved.parent / "result.json").is_file():
+                seeds.add(json.loads(saved.read_text())["seed"])
+        return sorted(seeds)
 
     def check(self) -> list[tuple[str, Run]]:
         """The runs, each checked (settings, task against the data, a folder of its own) before any trains."""
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise ConfigError(f"seeds must be a non-empty list, e.g. [0], got {self.seeds!r}")
+        if get_profile(self.profile).ht_options:
+            raise ConfigError(f"Profile {self.profile!r} trains the recommended recipe already, so its baseline would "
+                              "not be today's defaults; run the recipe study at quick, long or paper.")
         runs = self.runs()
         folders = [run.folder for _, run in runs]
         if len(set(folders)) != len(folders):
@@ -214,12 +230,21 @@ def run_recipe(spec: RecipeSpec, progress: bool = True, max_minutes: float | Non
 
 
 def collect(spec: RecipeSpec) -> pd.DataFrame:
-    """One tidy row per finished (arm, seed) of the study."""
+    """One tidy row per finished (arm, seed) of the profile's study, in ARMS order then seed order:
+    every arm and seed on disk, not only those `spec` asks for, so that training a few arms or a new
+    seed never drops the other rows from the table."""
     rows = []
-    for arm, run in spec.runs():
-        if (run.folder / "result.json").is_file():
-            rows.append(_row(arm, run))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    for seed in sorted(set(spec.seeds) | set(spec.seeds_on_disk())):
+        for arm in ARMS:
+            run = spec.run(arm, seed)
+            if (run.folder / "result.json").is_file():
+                rows.append(_row(arm, run))
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["arm", "seed"], key=_arm_order, kind="stable",
+                                                           ignore_index=True)
+
+
+def _arm_order(column: pd.Series) -> pd.Series:
+    return column.map(list(ARMS).index) if column.name == "arm" else column
 
 
 def _row(arm: str, run: Run) -> dict:
@@ -241,22 +266,34 @@ def late_train_accuracy(metrics: pd.DataFrame) -> float:
 
 
 def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy of each arm minus the baseline's, seeds averaged, with a 95% CI.
+    """Test accuracy of each arm minus the baseline's on the same seeds, seeds averaged, with a 95% CI.
 
-    As htlib.report.gaps: the CI treats the two accuracies as independent (conservative, since
-    every arm is tested on the same episodes); the verdict is 'better' / 'worse' when it excludes 0.
+    Paired by seed: an arm trained with seeds 0 and 1 is compared with the baseline's mean over
+    seeds 0 and 1, one trained with seed 0 only with the baseline's seed 0 (the seed decides the
+    training episodes and the initial weights). As htlib.report.gaps, the CI treats the two
+    accuracies as independent (conservative, since every arm is tested on the same episodes) and
+    holds the test episodes' noise only; the baseline's spread across seeds shows the training's.
+    The verdict is 'better' / 'worse' when the CI excludes 0.
     """
     if BASELINE not in set(table["arm"]):
         raise ValueError("The recipe table has no baseline row: train the baseline arm first.")
-    grouped = table.groupby("arm", sort=False)
-    arms = grouped[["change", "test_accuracy"]].agg({"change": "first", "test_accuracy": "mean"})
-    # the mean of n independent estimates has a CI of sqrt(sum ci^2) / n
-    arms["ci95"] = grouped["ci95"].apply(lambda c: math.sqrt((c ** 2).sum()) / len(c))
-    arms["seeds"] = grouped["seed"].nunique()
-    base = arms.loc[BASELINE]
-    rows = [{"arm": arm, "change": row.change, "seeds": row.seeds, "test_accuracy": row.test_accuracy,
-             **difference(row, base)} for arm, row in arms.iterrows() if arm != BASELINE]
+    base_rows = table[table["arm"] == BASELINE].set_index("seed")
+    rows = []
+    for arm, own in table[table["arm"] != BASELINE].groupby("arm", sort=False):
+        seeds = sorted(set(own["seed"]) & set(base_rows.index))
+        if not seeds:
+            raise ValueError(f"Arm {arm!r} has no seed in common with the baseline ({sorted(own['seed'])}); "
+                             "train the baseline with that seed.")
+        arm_mean, base_mean = _seed_mean(own.set_index("seed").loc[seeds]), _seed_mean(base_rows.loc[seeds])
+        rows.append({"arm": arm, "change": own["change"].iloc[0], "seeds": len(seeds),
+                     "test_accuracy": arm_mean.test_accuracy, **difference(arm_mean, base_mean)})
     return pd.DataFrame(rows, columns=["arm", "change", "seeds", "test_accuracy", "gap", "ci95", "verdict"])
+
+
+def _seed_mean(rows: pd.DataFrame) -> pd.Series:
+    """Mean test accuracy over seeds; the mean of n independent estimates has a CI of sqrt(sum ci^2) / n."""
+    return pd.Series({"test_accuracy": rows["test_accuracy"].mean(),
+                      "ci95": math.sqrt((rows["ci95"] ** 2).sum()) / len(rows)})
 
 
 def _write(spec: RecipeSpec, table: pd.DataFrame) -> None:
