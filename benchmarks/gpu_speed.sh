@@ -3,29 +3,33 @@
 #   1. the step reads nothing back from the GPU (torch.cuda.set_sync_debug_mode("error"));
 #   2. `python -m htlib bench` at B = 16, 256, 1024 for the settings old, new, bf16, then the
 #      compiled settings at B = 1024 (compilation takes a minute or more per row);
-#   3. a timed training run of the reference task at B = 256 on the fast path, stopped by its time
-#      limit with a resumable checkpoint if it has not finished.
+#   3. the headline run (`train --profile gpu`: the paper's 4M episodes, B = 64, the recipe study's
+#      recommended HT options) for the time left, stopped with a resumable checkpoint if it has not
+#      finished; the next GPU resumes it (IN_RUN).
 # Everything lands in $OUT (bench CSVs, the log, the run folder as run.tgz with its resumable
 # checkpoint), to be committed under results/gpu/. A run.tgz in $IN_RUN is resumed instead.
 #
 # Run from the repository root on the GPU machine (torch there; htlib via PYTHONPATH):
 #   OUT=dir JOB_SECONDS=560 bash benchmarks/gpu_speed.sh
 # Dry run on a CPU (small and fast, to test the script itself):
-#   OUT=/tmp/gs DEVICE=cpu BATCHES="4 8" COMPILE_BATCHES= TRAIN_STEPS=20 TRAIN_B=8 PYTHON=.venv/bin/python \
-#     bash benchmarks/gpu_speed.sh          (COMPILE_BATCHES empty: no compiled rows)
+#   OUT=/tmp/gs DEVICE=cpu BATCHES="4 8" COMPILE_BATCHES= TRAIN_ARGS="--steps 20 --episodes-per-step 8" \
+#     RUN=/tmp/gs-run PYTHON=.venv/bin/python bash benchmarks/gpu_speed.sh  (COMPILE_BATCHES empty: no compiled rows)
 set -u
 OUT=${OUT:-runs/gpu_speed}
 DEVICE=${DEVICE:-cuda}
 JOB_SECONDS=${JOB_SECONDS:-560}
 BATCHES=${BATCHES:-16 256 1024}
 COMPILE_BATCHES=${COMPILE_BATCHES-1024}
-TRAIN_B=${TRAIN_B:-256}
-TRAIN_STEPS=${TRAIN_STEPS:-16000}  # 4.1M episodes at B = 256: the paper's budget, if time allows
+TRAIN_ARGS=${TRAIN_ARGS:-}  # extra `htlib train` options (the dry run shrinks the run)
+SYNC_B=${SYNC_B:-64}
 PY=${PYTHON:-python3}
-RUN=${RUN:-runs/gpu_speed_run}
+export PYTHONPATH=$PWD
+# the headline run's folder by the project's rule (results/runs/gpu/<name>), so that notebooks find it
+RUN=${RUN:-$($PY -c "from htlib.config import TrainConfig; from htlib.runs import make_run
+print(make_run(TrainConfig(profile='gpu', device='cpu')).folder.relative_to(__import__('pathlib').Path.cwd()))")}
 mkdir -p "$OUT" "$RUN"
 [ -n "${IN_RUN:-}" ] && tar xzf "$IN_RUN" -C "$RUN" --strip-components=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export HTLIB_DATA=${HTLIB_DATA:-$PWD/.gpudata} HTLIB_CACHE=${HTLIB_CACHE:-/tmp/htlib-cache}
 left() { echo $((JOB_SECONDS - SECONDS)); }
 {
@@ -33,8 +37,8 @@ left() { echo $((JOB_SECONDS - SECONDS)); }
   nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
   $PY -c "from htlib.data import load_split; load_split('omniglot', 'train')" || exit 1  # decode once
-  echo "== host syncs in the training step (B = $TRAIN_B)"
-  timeout 120 $PY - "$DEVICE" "$TRAIN_B" <<'EOF'
+  echo "== host syncs in the training step (B = $SYNC_B)"
+  timeout 120 $PY - "$DEVICE" "$SYNC_B" <<'EOF'
 import sys
 import torch
 from htlib.config import TrainConfig
@@ -62,9 +66,9 @@ EOF
       --batches $COMPILE_BATCHES --settings new compile compile+bf16 --bench-steps 20 --out "$OUT/bench_gpu.csv"
   fi
   budget=$(( $(left) - 25 ))
-  echo "== training: B = $TRAIN_B, $TRAIN_STEPS steps, stopped after $budget s if not done"
-  timeout -s INT $budget $PY -m htlib train --profile quick --device "$DEVICE" --episodes-per-step "$TRAIN_B" \
-    --steps "$TRAIN_STEPS" --lr 2e-3 --no-progress --run-dir "$RUN" $( [ -f "$RUN/checkpoint.pt" ] && echo --resume )
+  echo "== the headline run (profile gpu $TRAIN_ARGS) into $RUN, stopped after $budget s if not done"
+  timeout -s INT $budget $PY -m htlib train --profile gpu --device "$DEVICE" $TRAIN_ARGS --no-progress \
+    --run-dir "$RUN" $( [ -f "$RUN/checkpoint.pt" ] && echo --resume )
   echo "train exit $?"
   date -u
 } 2>&1 | tee "$OUT/gpu_speed.log"
