@@ -129,33 +129,33 @@ def recipe_summary(table: pd.DataFrame, gaps: pd.DataFrame, arms_in_study: int) 
         listed = "; ".join(f"`{r.arm}` {100 * r.gap:+.1f} ± {100 * r.ci95:.1f}" + (f" ({r.seeds} seeds)" if r.seeds > 1 else "")
                            for r in chosen.itertuples())
         lines.append(f"* **{heading}** (test accuracy, points): {listed or 'none'}.")
-    singles = gaps[(gaps["verdict"] == "better") & (gaps["arm"] != "recommended")]
-    better = singles.sort_values("gap", ascending=False)["arm"].tolist()
+    better = gaps[gaps["verdict"] == "better"].sort_values("gap", ascending=False)
     lines.append("")
-    lines.append(f"Single changes that beat the baseline beyond their CI: {', '.join(f'`{a}`' for a in better)}." if better else
-                 "No single change beats the baseline beyond its CI.")
+    lines.append("Changes that beat the baseline beyond their CI: " + ", ".join(
+        f"`{r.arm}` ({r.seeds} seed{'s' if r.seeds > 1 else ''})" for r in better.itertuples()) + "." if len(better) else
+                 "No change beats the baseline beyond its CI.")
     return "\n".join(lines)
 
 
-def confirmation_summary(table: pd.DataFrame, gaps: pd.DataFrame, profile: str, recipe: str) -> str:
-    """The recommended recipe against the baseline at a longer budget: both accuracies, the gap and
-    its verdict, the cost; or what is still to train."""
-    missing = [arm for arm in ("recommended", "baseline") if arm not in set(table["arm"])]
-    if missing:
-        return (f"Not trained yet at `{profile}`: {', '.join(f'`{a}`' for a in missing)}; `python -m htlib recipe "
-                f"--profile {profile} --arms recommended baseline` trains them (resumable).")
-    gap = gaps.set_index("arm").loc["recommended"]
-    rec, base = (table[table["arm"] == arm] for arm in ("recommended", "baseline"))
-    seeds = sorted(int(s) for s in rec["seed"].unique())
+def confirmation_summary(table: pd.DataFrame, gaps: pd.DataFrame | None, profile: str) -> str:
+    """The study at a longer budget: the baseline, and each arm trained there against it (the gap,
+    its verdict, the cost); or what is still to train."""
+    if table.empty or "baseline" not in set(table["arm"]) or gaps is None or gaps.empty:
+        return (f"Nothing to compare at `{profile}` yet: train the baseline and an arm, e.g. `python -m htlib "
+                f"recipe --profile {profile} --arms baseline shift-2` (resumable).")
 
     def score(rows: pd.DataFrame) -> str:
         ci = math.sqrt((rows["ci95"] ** 2).sum()) / len(rows)  # of the mean over seeds
         return f"{100 * rows['test_accuracy'].mean():.1f}% ± {100 * ci:.1f}"
 
-    return (f"At the `{profile}` budget ({int(rec['episodes'].iloc[0]):,} training episodes per run, seed(s) {seeds}, "
-            f"{_devices(table)}), the recommended recipe ({recipe}) scores **{score(rec)}** on the test episodes "
-            f"against the baseline's **{score(base)}**: a gap of {100 * gap.gap:+.1f} ± {100 * gap.ci95:.1f} points "
-            f"({gap.verdict}). Training accuracy over the last tenth: {100 * rec['train_accuracy'].mean():.1f}% against "
-            f"{100 * base['train_accuracy'].mean():.1f}%; wall time {rec['wall_seconds'].mean() / 60:.0f} against "
-            f"{base['wall_seconds'].mean() / 60:.0f} minutes.")
-
+    base = table[table["arm"] == "baseline"]
+    lines = [f"At the `{profile}` budget ({int(base['episodes'].iloc[0]):,} training episodes per run, seed(s) "
+             f"{sorted(int(s) for s in table['seed'].unique())}, {_devices(table)}) the baseline scores **{score(base)}** "
+             f"on the test episodes ({100 * base['train_accuracy'].mean():.1f}% training accuracy over the last tenth, "
+             f"{base['wall_seconds'].mean() / 60:.0f} minutes per run).", ""]
+    for gap in gaps.itertuples():
+        own = table[table["arm"] == gap.arm]
+        lines.append(f"* `{gap.arm}` ({own['change'].iloc[0]}): **{score(own)}**, a gap of {100 * gap.gap:+.1f} ± "
+                     f"{100 * gap.ci95:.1f} points ({gap.verdict}); {100 * own['train_accuracy'].mean():.1f}% training "
+                     f"accuracy, {own['wall_seconds'].mean() / 60:.0f} minutes.")
+    return "\n".join(lines)

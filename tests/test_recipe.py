@@ -63,20 +63,19 @@ def test_unknown_arms_are_refused():
         RecipeSpec(arms=["lr-1"]).arm_names()
     # trained in the order asked, the baseline first unless placed elsewhere; an arm asked twice trains once
     assert RecipeSpec(arms=["shift-2", "local-both", "shift-2"]).arm_names() == [BASELINE, "shift-2", "local-both"]
-    assert RecipeSpec(arms=["recommended", BASELINE]).arm_names() == ["recommended", BASELINE]
+    assert RecipeSpec(arms=["embed-64", BASELINE]).arm_names() == ["embed-64", BASELINE]
     with pytest.raises(ConfigError, match="trains the recommended recipe already"):
         RecipeSpec(profile="gpu").check()
 
 
-def test_the_recommended_recipe_is_one_setting_shared_by_its_arm_and_the_gpu_profile():
+def test_the_gpu_profile_trains_the_recommended_ht_options_on_the_papers_budget():
     from htlib.profiles import RECOMMENDED_HT_OPTIONS
     from htlib.runs import make_run
 
-    arm = RecipeSpec(profile="long").config("recommended", 0).resolved()
-    assert arm.model_options == RECOMMENDED_HT_OPTIONS
     gpu = TrainConfig(profile="gpu").resolved()
     assert gpu.model_options == RECOMMENDED_HT_OPTIONS and gpu.episodes_per_step * gpu.steps == 4_000_000
-    assert "transformer_layers=4" in make_run(gpu).folder.name  # never the folder of a default run
+    # never the folder of a run with the defaults
+    assert all(f"{k}={v}" in make_run(gpu).folder.name for k, v in RECOMMENDED_HT_OPTIONS.items())
     # a config's own options win over the profile's; other methods do not get the HT's options
     assert TrainConfig(profile="gpu", model_options={"transformer_layers": 2}).resolved().model_options == {
         **RECOMMENDED_HT_OPTIONS, "transformer_layers": 2}

@@ -76,29 +76,30 @@ def test_recipe_summary_sorts_arms_by_their_computed_verdict():
     assert text.startswith("4 of 20 arms finished (4 runs, seeds [0])") and "the baseline scores 80.0%" in text
     assert "**Better than the baseline** (test accuracy, points): `lr-3e-3` +3.0 ± 0.7." in text
     assert "**Worse than the baseline** (test accuracy, points): `layers-2` -5.0 ± 0.7." in text
-    assert "`shift-2` +0.1 ± 0.7" in text and "Single changes that beat the baseline beyond their CI: `lr-3e-3`." in text
+    assert "`shift-2` +0.1 ± 0.7" in text and "Changes that beat the baseline beyond their CI: `lr-3e-3` (1 seed)." in text
     assert "No committed recipe runs" in recipe_summary(table.iloc[1:], recipe_gaps(table).iloc[:0], 20)
-    # a second seed: the baseline's spread is shown, the recommended arm is not a "single change"
-    table = pd.concat([table, pd.DataFrame([{**row("baseline", 0.82), "seed": 1}, row("recommended", 0.9)])])
+    # a second seed: the baseline's spread is shown; gaps on the shared seeds
+    table = pd.concat([table, pd.DataFrame([{**row("baseline", 0.82), "seed": 1}, {**row("lr-3e-3", 0.85), "seed": 1}])])
     text = recipe_summary(table, recipe_gaps(table), arms_in_study=20)
     assert "the baseline scores 81.0% on the test episodes (seeds 80.0%, 82.0%: the training's own noise)" in text
-    assert "`recommended` +10.0" in text and "beyond their CI: `lr-3e-3`." in text
+    assert "`lr-3e-3` +3.0 ± 0.5 (2 seeds)" in text and "beyond their CI: `lr-3e-3` (2 seeds)." in text
 
 
-def test_confirmation_summary_states_both_scores_and_the_gap_or_what_to_train():
+def test_confirmation_summary_states_the_baseline_and_each_arm_against_it():
     from htlib.experiments.recipe import recipe_gaps
     from htlib.summaries import confirmation_summary
 
-    rows = [{"arm": arm, "change": arm, "seed": 0, "episodes": 320000, "test_accuracy": acc, "ci95": 0.005,
-             "train_accuracy": acc + 0.05, "wall_seconds": 60 * minutes, "device": "cpu"}
-            for arm, acc, minutes in (("baseline", 0.84, 40), ("recommended", 0.87, 50))]
+    rows = [{"arm": arm, "change": f"{arm} change", "seed": 0, "episodes": 320000, "test_accuracy": acc,
+             "ci95": 0.005, "train_accuracy": acc + 0.05, "wall_seconds": 60 * minutes, "device": "cpu"}
+            for arm, acc, minutes in (("baseline", 0.84, 40), ("shift-2", 0.87, 50))]
     table = pd.DataFrame(rows)
-    text = confirmation_summary(table, recipe_gaps(table), "long", "layers 4")
-    assert "(320,000 training episodes per run, seed(s) [0], cpu), the recommended recipe (layers 4) scores " \
-           "**87.0% ± 0.5**" in text and "baseline's **84.0% ± 0.5**: a gap of +3.0 ± 0.7 points (better)" in text
-    assert "wall time 50 against 40 minutes" in text
-    text = confirmation_summary(table.iloc[:1], recipe_gaps(table.iloc[:1]), "long", "layers 4")
-    assert text.startswith("Not trained yet at `long`: `recommended`;")
+    text = confirmation_summary(table, recipe_gaps(table), "long")
+    assert text.startswith("At the `long` budget (320,000 training episodes per run, seed(s) [0], cpu) the baseline "
+                           "scores **84.0% ± 0.5** on the test episodes (89.0% training accuracy")
+    assert "* `shift-2` (shift-2 change): **87.0% ± 0.5**, a gap of +3.0 ± 0.7 points (better); 92.0% training " \
+           "accuracy, 50 minutes." in text
+    assert confirmation_summary(table.iloc[:1], recipe_gaps(table.iloc[:1]), "long").startswith(
+        "Nothing to compare at `long` yet")
 
 
 def test_recipe_curves_draws_one_line_per_arm_and_the_chance_levels():

@@ -37,7 +37,7 @@ import pandas as pd
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
 from htlib.methods import method_settings
-from htlib.profiles import RECOMMENDED_HT_OPTIONS, get_profile
+from htlib.profiles import get_profile
 from htlib.report import difference
 from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
@@ -101,9 +101,6 @@ ARMS: dict[str, Arm] = {
                          "(gradient clip kept); a QUARTER of the episode budget, about the baseline's CPU time",
                          {"optimizer": "sgd", "episodes_per_step": 1, "lr": 0.02, "schedule": "reference",
                           "warmup_steps": 0}, budget=1 / 4),
-    # The best single changes together: the recipe the gpu profile trains with.
-    "recommended": Arm("the recommended recipe: " + " + ".join(f"{k} = {v}" for k, v in RECOMMENDED_HT_OPTIONS.items()),
-                       _model(**RECOMMENDED_HT_OPTIONS)),
 }
 
 
