@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from htlib.data.paths import PROJECT_ROOT
-from htlib.tools.readme import (ReadmeError, diff, fill, load, markers, render, render_single_runs, render_speed,
-                                render_sweep, update)
+from htlib.tools.readme import (ReadmeError, diff, fill, load, markers, render, render_recipe, render_single_runs,
+                                render_speed, render_sweep, update)
 
 README = PROJECT_ROOT / "README.md"
 
@@ -74,6 +74,24 @@ def test_the_speed_section_follows_the_bench_table():
     assert "`python -m htlib bench` on one H100 (16 threads" in text
     assert "| 16 | `new` | 10 | 2,000 | 4.00x | 720.0 | 240.0% |" in text
     assert "| 16 | `compile` | failed: OutOfMemoryError: CUDA out of memory |" in text
+
+
+def test_the_recipe_section_follows_the_table():
+    def row(arm, seed, acc, episodes=48000):
+        return {"arm": arm, "change": f"{arm} change", "seed": seed, "episodes": episodes, "test_accuracy": acc,
+                "ci95": 0.005, "device": "cpu"}
+
+    table = pd.DataFrame([row("baseline", 0, 0.80), row("baseline", 1, 0.82), row("lr-3e-3", 0, 0.70, 48000),
+                          row("embed-64", 0, 0.81), row("embed-64", 1, 0.83)])
+    text = _flat(render_recipe({"long": table}))
+    assert "`results/recipe_long_omniglot.csv`: 2 arms against the baseline at the `long` budget, 48,000" in text
+    assert "scores 80.0%, 82.0% (seeds 0, 1)" in text and "two seeds alone differ by 2.0 points" in text
+    # best first; a one-seed arm against the baseline's same seed
+    assert text.index("`embed-64`") < text.index("`lr-3e-3`")
+    assert "| `embed-64` | embed-64 change | 2 | 82.0 | +1.0 ± 0.5 | better |" in text
+    assert "| `lr-3e-3` | lr-3e-3 change | 1 | 70.0 | −10.0 ± 0.7 | worse |" in text
+    with pytest.raises(ReadmeError, match="no baseline row"):
+        render_recipe({"long": table[table.arm != "baseline"]})
 
 
 def _sections(name: str = "x") -> dict[str, str]:

@@ -26,12 +26,14 @@ import pandas as pd
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import UserError
 from htlib.methods import METHODS, method_label
+from htlib.profiles import get_profile
 from htlib.report import PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps, unlabelled_gains
 from htlib.summaries import device_agreement
 from htlib.utils import write_text_atomic
 
 PROFILE, DATASET = "quick", "omniglot"  # the single runs and the semi-supervised experiment
 SWEEP_PROFILES = ("quick", "long")
+RECIPE_PROFILES = ("quick", "long")  # the study, then its confirmation at a longer budget
 GPU_LOG = "results/gpu/gpu_job_h100.log"
 SEMI_OTHER = "results/gpu/semi_quick_omniglot_h100.csv"  # the semi-supervised runs again, on a GPU
 PAPER_NOTES = "docs/paper.md"
@@ -61,6 +63,7 @@ class Results:
     semi_other: pd.DataFrame  # the semi-supervised table of the same runs on another device
     gpu_log: str  # the GPU job's log
     bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
+    recipe: dict[str, pd.DataFrame]  # the recipe study's tables, by profile (those that exist)
     paper_test_tasks: int  # test tasks behind the paper's numbers
 
 
@@ -472,6 +475,33 @@ def render_speed(tables: dict[str, pd.DataFrame]) -> str:
     return "\n\n".join(parts)
 
 
+def render_recipe(tables: dict[str, pd.DataFrame]) -> str:
+    """The recipe study (results/recipe_<profile>_omniglot.csv): at each profile, the baseline and
+    each arm's gap to it on the seeds they share, best first."""
+    from htlib.experiments.recipe import BASELINE, recipe_gaps
+
+    parts = []
+    for profile, t in tables.items():
+        base = t[t.arm == BASELINE]
+        if base.empty:
+            raise ReadmeError(f"results/recipe_{profile}_{DATASET}.csv has no baseline row")
+        seeds = ", ".join(f"{100 * a:.1f}%" for a in base.test_accuracy)
+        parts.append(_wrap(
+            f"`results/recipe_{profile}_{DATASET}.csv`: {t.arm.nunique() - 1} arms against the baseline at the `{profile}` "
+            f"budget, {_one(base.episodes, 'baseline episodes'):,} training episodes per run (20-way 1-shot, C = 8; "
+            f"exceptions in the table), {len(t)} runs on {_list(_hardware(d) for d in sorted(t.device.unique()))}, "
+            f"test accuracy on {get_profile(profile).test_episodes} fixed test episodes. The baseline (today's defaults) "
+            f"scores {seeds} (seed{'s' if len(base) > 1 else ''} {_list(sorted(base.seed))}). The gap is each arm minus "
+            f"the baseline on the seeds both have, in points with a 95% CI that holds the test episodes' noise only"
+            + (f"; the baseline's two seeds alone differ by {100 * (base.test_accuracy.max() - base.test_accuracy.min()):.1f} "
+               f"points, so a one-seed gap of that size is no finding." if len(base) > 1 else ".")))
+        gaps = recipe_gaps(t).sort_values("gap", ascending=False)
+        rows = [[f"`{g.arm}`", g.change, str(g.seeds), f"{100 * g.test_accuracy:.1f}", _gap(g), g.verdict]
+                for g in gaps.itertuples()]
+        parts.append("\n".join(_table(["arm", "change", "seeds", "test accuracy (%)", "gap (points)", "verdict"], rows)))
+    return "\n\n".join(parts)
+
+
 def _search(pattern: str, text: str, what: str) -> str:
     found = re.search(pattern, text, re.MULTILINE)
     if not found:
@@ -500,6 +530,8 @@ def load(root: Path = PROJECT_ROOT) -> Results:
         semi_other=pd.read_csv(root / SEMI_OTHER),
         gpu_log=(root / GPU_LOG).read_text(encoding="utf-8"),
         bench={f.name: pd.read_csv(f) for f in sorted(results.glob("bench_*.csv"))},
+        recipe={p: pd.read_csv(results / f"recipe_{p}_{DATASET}.csv") for p in RECIPE_PROFILES
+                if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
         paper_test_tasks=int(tasks.group(1)))
 
 
@@ -512,6 +544,7 @@ def render(results: Results) -> dict[str, str]:
         "gpu": render_gpu(results.gpu_log),
         "quick-budget": render_budget(results.single_runs),
         "speed": render_speed(results.bench),
+        "recipe": render_recipe(results.recipe),
     }
 
 
