@@ -58,27 +58,38 @@ def test_every_arm_has_a_folder_of_its_own(profile):
         assert folder.parent.name == f"{profile}-recipe" + ("" if batch == base else f"-b{batch}"), arm
 
 
-def test_unknown_arms_are_refused():
+def test_unknown_arms_are_refused(monkeypatch):
     with pytest.raises(ConfigError, match="Unknown recipe arms \\['lr-1'\\]"):
         RecipeSpec(arms=["lr-1"]).arm_names()
     # trained in the order asked, the baseline first unless placed elsewhere; an arm asked twice trains once
     assert RecipeSpec(arms=["shift-2", "local-both", "shift-2"]).arm_names() == [BASELINE, "shift-2", "local-both"]
     assert RecipeSpec(arms=["embed-64", BASELINE]).arm_names() == ["embed-64", BASELINE]
+    # a profile that trains recommended HT options has no baseline of today's defaults
+    import dataclasses
+
+    from htlib.profiles import PROFILES
+    monkeypatch.setitem(PROFILES, "gpu", dataclasses.replace(PROFILES["gpu"], ht_options={"label_dim": 64}))
     with pytest.raises(ConfigError, match="trains the recommended recipe already"):
         RecipeSpec(profile="gpu").check()
 
 
-def test_the_gpu_profile_trains_the_recommended_ht_options_on_the_papers_budget():
-    from htlib.profiles import RECOMMENDED_HT_OPTIONS
+def test_the_gpu_profile_trains_the_recommended_ht_options_on_the_papers_budget(monkeypatch):
+    import dataclasses
+
+    from htlib.profiles import PROFILES, RECOMMENDED_HT_OPTIONS
     from htlib.runs import make_run
 
     gpu = TrainConfig(profile="gpu").resolved()
     assert gpu.model_options == RECOMMENDED_HT_OPTIONS and gpu.episodes_per_step * gpu.steps == 4_000_000
-    # never the folder of a run with the defaults
-    assert all(f"{k}={v}" in make_run(gpu).folder.name for k, v in RECOMMENDED_HT_OPTIONS.items())
+    # how a profile's HT options apply (a stand-in, as the study recommends none beyond the defaults yet)
+    monkeypatch.setitem(PROFILES, "gpu", dataclasses.replace(PROFILES["gpu"], ht_options={"label_dim": 64}))
+    gpu = TrainConfig(profile="gpu").resolved()
+    assert gpu.model_options == {"label_dim": 64} and "label_dim=64" in make_run(gpu).folder.name
     # a config's own options win over the profile's; other methods do not get the HT's options
+    assert TrainConfig(profile="gpu", model_options={"label_dim": 16, "transformer_layers": 2}).resolved(
+    ).model_options == {"label_dim": 16, "transformer_layers": 2}
     assert TrainConfig(profile="gpu", model_options={"transformer_layers": 2}).resolved().model_options == {
-        **RECOMMENDED_HT_OPTIONS, "transformer_layers": 2}
+        "label_dim": 64, "transformer_layers": 2}
     assert TrainConfig(profile="gpu", method="protonet").resolved().model_options == {}
     assert TrainConfig(profile="long").resolved().model_options == {}
 
