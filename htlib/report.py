@@ -98,6 +98,13 @@ def _per_cell(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def seed_mean(rows: pd.DataFrame) -> pd.Series:
+    """Mean test accuracy over runs with different seeds and its 95% CI: the mean of n independent
+    estimates has a CI of sqrt(sum ci^2) / n."""
+    return pd.Series({"test_accuracy": rows["test_accuracy"].mean(),
+                      "ci95": math.sqrt((rows["ci95"] ** 2).sum()) / len(rows)})
+
+
 def difference(a: pd.Series, b: pd.Series) -> dict:
     diff, ci = a.test_accuracy - b.test_accuracy, math.hypot(a.ci95, b.ci95)
     verdict = "better" if diff - ci > 0 else "worse" if diff + ci < 0 else "no clear difference"

@@ -7,11 +7,9 @@ whatever the numbers are stays in the notebooks' own Markdown.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from htlib.report import KERNEL_VARIATION_BAND, PAPER_EPISODES, semi_verdicts, verdicts
+from htlib.report import KERNEL_VARIATION_BAND, PAPER_EPISODES, seed_mean, semi_verdicts, verdicts
 
 KEYS_SEMI = ["method", "train_unlabelled", "test_unlabelled", "test_distractors"]
 
@@ -145,8 +143,8 @@ def confirmation_summary(table: pd.DataFrame, gaps: pd.DataFrame | None, profile
                 f"recipe --profile {profile} --arms baseline shift-2` (resumable).")
 
     def score(rows: pd.DataFrame) -> str:
-        ci = math.sqrt((rows["ci95"] ** 2).sum()) / len(rows)  # of the mean over seeds
-        return f"{100 * rows['test_accuracy'].mean():.1f}% ± {100 * ci:.1f}"
+        mean = seed_mean(rows)
+        return f"{100 * mean.test_accuracy:.1f}% ± {100 * mean.ci95:.1f}"
 
     base = table[table["arm"] == "baseline"]
     lines = [f"At the `{profile}` budget ({int(base['episodes'].iloc[0]):,} training episodes per run, seed(s) "

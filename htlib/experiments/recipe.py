@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
 from htlib.methods import method_settings
 from htlib.profiles import get_profile
-from htlib.report import difference
+from htlib.report import difference, seed_mean
 from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
 from htlib.utils import write_atomic
@@ -281,16 +280,10 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
         if not seeds:
             raise ValueError(f"Arm {arm!r} has no seed in common with the baseline ({sorted(own['seed'])}); "
                              "train the baseline with that seed.")
-        arm_mean, base_mean = _seed_mean(own.set_index("seed").loc[seeds]), _seed_mean(base_rows.loc[seeds])
+        arm_mean, base_mean = seed_mean(own.set_index("seed").loc[seeds]), seed_mean(base_rows.loc[seeds])
         rows.append({"arm": arm, "change": own["change"].iloc[0], "seeds": len(seeds),
                      "test_accuracy": arm_mean.test_accuracy, **difference(arm_mean, base_mean)})
     return pd.DataFrame(rows, columns=["arm", "change", "seeds", "test_accuracy", "gap", "ci95", "verdict"])
-
-
-def _seed_mean(rows: pd.DataFrame) -> pd.Series:
-    """Mean test accuracy over seeds; the mean of n independent estimates has a CI of sqrt(sum ci^2) / n."""
-    return pd.Series({"test_accuracy": rows["test_accuracy"].mean(),
-                      "ci95": math.sqrt((rows["ci95"] ** 2).sum()) / len(rows)})
 
 
 def _write(spec: RecipeSpec, table: pd.DataFrame) -> None:
