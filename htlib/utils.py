@@ -72,3 +72,20 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+# A number a notebook computes live (a model's output, a loss, a gradient norm) differs in its last
+# digits between CPUs and GPUs. It is shown after LIVE_MARK, which tests/nbval_sanitize.cfg masks,
+# and the cell asserts what it must satisfy instead. Numbers read from results/ stay unmarked and
+# are compared exactly.
+LIVE_MARK = "≈"
+
+
+def live(value: float, spec: str = ".3f") -> str:
+    """`value` formatted by `spec`, marked as computed live: live(0.7104) == '≈0.710'."""
+    return f"{LIVE_MARK}{format(float(value), spec)}"
+
+
+def live_columns(frame, columns, spec: str = ".3f"):
+    """A copy of the DataFrame `frame` with `columns` shown as live values (strings)."""
+    return frame.assign(**{c: frame[c].map(lambda v: live(v, spec)) for c in columns})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+# The device the notebook tests run on: `make test DEVICE=cuda` sets it (the Makefile's TEST_ENV).
+TEST_DEVICE = os.environ.get("HTLIB_TEST_DEVICE", "auto")
 
 # (how to break an episode, what the error message must say): every model must reject these.
 BAD_INPUTS = [

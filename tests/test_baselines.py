@@ -18,7 +18,7 @@ from htlib.models import MAML, CNNSpec, ProtoNet, cnn_forward
 from htlib.utils import seed_everything
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numeric]  # numeric: see pyproject.toml
 
 
 def randomise_bn(model: torch.nn.Module) -> None:

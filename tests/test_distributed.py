@@ -15,6 +15,7 @@ import torch
 from htlib.errors import CheckpointError
 from htlib.train import Trainer
 
+pytestmark = pytest.mark.numeric  # exact resume across processes: see pyproject.toml
 HERE = Path(__file__).parent
 
 

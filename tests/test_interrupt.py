@@ -21,6 +21,7 @@ import torch
 
 from htlib import checkpoints
 
+pytestmark = pytest.mark.numeric  # exact resume across processes: see pyproject.toml
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 60
 TRAIN = [sys.executable, "-m", "htlib", "train", "--dataset", "synthetic", "--profile", "ci", "--steps", str(STEPS),

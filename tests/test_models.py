@@ -26,7 +26,7 @@ from htlib.models.cnn import BN_EPS, BatchNormParams
 from htlib.utils import seed_everything
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numeric]  # numeric: see pyproject.toml
 
 
 def small_config(generate: str | int = "all", channels: int = 4, **kw) -> HTConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers import TEST_DEVICE
 from htlib.tools.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "notebooks-ci"
@@ -28,10 +29,11 @@ def _data() -> tuple[str, str | None]:
     return "synthetic", None
 
 
+@pytest.mark.numeric  # the notebooks' own asserts compare floats with tolerances
 @pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda p: p.name)
 def test_notebook_runs_at_ci_profile(notebook):
     dataset, data_dir = _data()
-    (executed,) = run_notebooks("ci", dataset, data_dir, "auto", OUT, only=[notebook.name])
+    (executed,) = run_notebooks("ci", dataset, data_dir, TEST_DEVICE, OUT, only=[notebook.name])
     nb = nbformat.read(executed, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "each notebook needs exactly one cell tagged 'parameters'"
@@ -44,7 +46,7 @@ def test_notebook_runs_at_ci_profile(notebook):
 @pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda p: p.name)
 def test_notebook_runs_offline_on_synthetic_data(notebook):
     """The offline demo the README promises (no Omniglot on disk) must run too."""
-    (executed,) = run_notebooks("ci", "synthetic", None, "auto", OUT.with_name("notebooks-ci-synthetic"),
+    (executed,) = run_notebooks("ci", "synthetic", None, TEST_DEVICE, OUT.with_name("notebooks-ci-synthetic"),
                                 only=[notebook.name])
     nb = nbformat.read(executed, as_version=4)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -60,22 +60,33 @@ def test_committed_results_stay_valid(label, runs):
         assert config_differences(stored, run.config) == {}, run.folder
 
 
+# How far a 20-step smoke run may move from tests/reference/ci_runs.json (made on an AVX-512 CPU,
+# 1 thread) on another CPU or thread count. Measured on that CPU under ATEN_CPU_CAPABILITY
+# avx512/avx2/default x 1/2 threads, worst case: the first logged loss (steps 1-2, one update)
+# 1.9e-5 relative; later, ht-all's 20 AdamW steps at chance level amplify reduction order into
+# 2.2% of loss, 0.09 of training accuracy (11 of 120 queries), 0.023 of validation accuracy and
+# 0.005 of its CI, 0.017 of test accuracy. The other methods stayed within 2e-5 relative. The bands are about twice
+# that: a real change of model, data or recipe moves the first loss by far more than 1e-4.
+FIRST_LOSS_RTOL = 1e-4
+BANDS = {"loss": dict(rel=0.05), "accuracy": dict(abs=0.15), "val_accuracy": dict(abs=0.05),
+         "val_ci95": dict(abs=0.01), "lr": dict(rel=1e-9)}  # lr: the schedule, computed in Python
+
+
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", list(REFERENCE))
-def test_a_smoke_run_gives_the_metrics_it_gave_before_the_layer_was_rebuilt(name):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the reference was made
-    try:
-        cfg = TrainConfig(dataset="synthetic", profile="ci", ways=5, channels=4, device="cpu",
-                          **REFERENCE[name]["settings"])
-        out = train(cfg, None, progress=False)
-    finally:
-        torch.set_num_threads(before)
+def test_a_smoke_run_gives_its_reference_metrics_within_what_rounding_moves(name):
+    cfg = TrainConfig(dataset="synthetic", profile="ci", ways=5, channels=4, device="cpu",
+                      **REFERENCE[name]["settings"])
+    out = train(cfg, None, progress=False)
     got = out.metrics.drop(columns="seconds").to_dict(orient="list")
     expected = REFERENCE[name]["metrics"]
     assert got.keys() == expected.keys()
-    for column in expected:
-        assert got[column] == pytest.approx(expected[column], rel=1e-5, abs=1e-7, nan_ok=True), column
-    assert out.result["test_accuracy"] == pytest.approx(REFERENCE[name]["test_accuracy"], rel=1e-5)
+    assert got["step"] == expected["step"] and got["episodes"] == expected["episodes"]  # exact: counts
+    assert got["loss"][0] == pytest.approx(expected["loss"][0], rel=FIRST_LOSS_RTOL)
+    for column, band in BANDS.items():
+        assert got[column] == pytest.approx(expected[column], nan_ok=True, **band), column
+    assert all(torch.isfinite(torch.tensor(got["loss"])))
+    assert out.result["test_accuracy"] == pytest.approx(REFERENCE[name]["test_accuracy"], abs=0.05)
 
 
 def test_model_options_reach_the_model_from_the_command_line_and_get_their_own_folder():

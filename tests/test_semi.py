@@ -15,7 +15,7 @@ from htlib.models import CNNSpec, ProtoNet
 from htlib.train import TrainConfig, Trainer, train
 from htlib.utils import seed_everything
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numeric]  # numeric: see pyproject.toml
 
 
 def test_soft_kmeans_step_matches_the_formula_by_hand():

@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from htlib import speed
 from htlib.errors import CheckpointError
@@ -14,14 +15,21 @@ from htlib.models.checks import trusted_episodes
 from htlib.train import Trainer, train
 from test_train import tiny
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numeric]  # numeric: see pyproject.toml
 
 
-def _first_step(**settings) -> tuple[float, dict]:
-    trainer = Trainer(tiny(**settings), None)
+def _first_gradients(**settings) -> tuple[float, dict[str, torch.Tensor]]:
+    """The loss of a first training step and the gradients the optimizer receives (unclipped)."""
+    trainer = Trainer(tiny(grad_clip=1e9, **settings), None)
+    grads = {}
+
+    def record(optimizer, args, kwargs):
+        grads.update({n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+
+    trainer.optimizer.register_step_pre_hook(record)
     with trusted_episodes():
         loss, _ = trainer.train_step()
-    return float(loss), {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    return float(loss), grads
 
 
 def test_foreach_optimizer_and_clipping_give_the_per_parameter_numbers_bit_for_bit():
@@ -40,13 +48,24 @@ def test_foreach_optimizer_and_clipping_give_the_per_parameter_numbers_bit_for_b
     assert all(torch.equal(a, b) for a, b in zip(steps(False), steps(True)))
 
 
-def test_bf16_step_stays_close_to_fp32():
-    loss32, weights32 = _first_step()
-    loss16, weights16 = _first_step(precision="bf16")
+def test_bf16_loss_and_gradients_stay_close_to_fp32():
+    """bf16 keeps 8 bits of mantissa (0.4% per rounding); through the generator and the CNN that
+    gave, on one tiny model: loss 0.06% off, gradient cosine 0.9991, norm 1.2% off, every tensor's
+    cosine >= 0.9946 except ones whose gradient is ~0 (a LayerNorm bias at 2e-8). The bounds sit
+    well outside those and well inside what a broken cast gives (cosine ~0)."""
+    loss32, grads32 = _first_gradients()
+    loss16, grads16 = _first_gradients(precision="bf16")
     assert loss16 != loss32  # bf16 really ran
-    assert loss16 == pytest.approx(loss32, rel=0.02)
-    for key, value in weights32.items():  # one AdamW step moves each weight by about lr
-        torch.testing.assert_close(weights16[key], value, atol=2e-3, rtol=0)
+    assert loss16 == pytest.approx(loss32, rel=0.01)
+    assert grads16.keys() == grads32.keys()
+    flat32 = torch.cat([g.flatten() for g in grads32.values()])
+    flat16 = torch.cat([grads16[k].flatten() for k in grads32])
+    assert F.cosine_similarity(flat16, flat32, dim=0) > 0.99
+    assert flat16.norm() == pytest.approx(float(flat32.norm()), rel=0.05)
+    largest = max(float(g.norm()) for g in grads32.values())
+    for key, g32 in grads32.items():
+        if g32.norm() > 0.01 * largest:  # a gradient near zero has no direction to keep
+            assert F.cosine_similarity(grads16[key].flatten(), g32.flatten(), dim=0) > 0.95, key
 
 
 def test_compiled_model_is_one_graph_with_eager_outputs_and_gradients():

@@ -24,7 +24,7 @@ def tiny(**overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numeric]  # numeric: see pyproject.toml
 
 
 def test_train_writes_results(tmp_path):
