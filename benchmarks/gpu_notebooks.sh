@@ -3,7 +3,8 @@
 # Jupyter wheels that benchmarks/gpu_prep.sh put in .whl/ (the image has torch but no papermill,
 # nbval or ipykernel), executes each notebook with papermill through the project's own command
 # (`python -m htlib notebooks`, one notebook per call so that one failure does not hide the
-# rest), then re-executes the executed copies under nbval as `make nbval` does.
+# rest), then re-executes the executed copies under nbval as `make nbval` does, and the committed
+# notebooks under strict nbval as `make nbval-committed` does.
 #
 # On the GPU machine, from the repository root, with .whl and .gpudata carried (docs/gpu.md):
 #   bash benchmarks/gpu_notebooks.sh
@@ -120,7 +121,24 @@ PY
     nbval_rc=$?
     echo "== nbval: exit $nbval_rc after $((SECONDS - start)) s"
   fi
-  echo "== ran ${#ran[@]}: ${ran[*]##*/}; failed ${#failed[@]}: ${failed[*]:-none}; nbval exit $nbval_rc; $SECONDS s in all"
+  # The committed notebooks (profile quick, device "auto": the GPU here) under strict nbval, as
+  # `make nbval-committed` runs them: numbers read from results/ must match exactly, live ones are
+  # marked ≈ and masked (README, "Testing").
+  committed_rc=0
+  if [ "$NBVAL" = 0 ]; then
+    echo "== nbval-committed: skipped"
+  elif [ "$(left)" -lt 30 ]; then
+    echo "== nbval-committed: skipped, $(left) s left"; committed_rc=1
+  else
+    echo "== nbval-committed (strict): notebooks/0*.ipynb, at most $(left) s"
+    start=$SECONDS
+    # the inline backend, as the committed figures were made (Agg would show no figure at all)
+    timeout "$(left)" env -u MPLBACKEND $PY -m pytest -q --nbval -p no:cacheprovider -c pyproject.toml \
+      --rootdir "$PWD" --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/0*.ipynb
+    committed_rc=$?
+    echo "== nbval-committed: exit $committed_rc after $((SECONDS - start)) s"
+  fi
+  echo "== ran ${#ran[@]}: ${ran[*]##*/}; failed ${#failed[@]}: ${failed[*]:-none}; nbval exit $nbval_rc; nbval-committed exit $committed_rc; $SECONDS s in all"
   date -u
-  [ ${#failed[@]} = 0 ] && [ $nbval_rc = 0 ]
+  [ ${#failed[@]} = 0 ] && [ $nbval_rc = 0 ] && [ $committed_rc = 0 ]
 } 2>&1 | tee "$OUT/gpu_notebooks.log"
