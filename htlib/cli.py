@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from htlib.data.protocols import PROTOCOLS, protocol_settings
+from htlib.errors import ConfigError
 from htlib.profiles import PROFILES
 
 
@@ -31,7 +33,10 @@ def _notebooks(args: argparse.Namespace) -> None:
 OPTIONS: dict[str, dict] = {
     "profile": dict(default="quick", choices=list(PROFILES), help="compute budget"),
     "dataset": dict(default="omniglot", help="omniglot | synthetic | miniimagenet"),
-    "split-scheme": dict(default="vinyals", help="Omniglot class split: vinyals | lake | reference"),
+    "split-scheme": dict(default=None, help="Omniglot class split: vinyals (default) | lake | reference | paper"),
+    "protocol": dict(default=None, choices=list(PROTOCOLS),
+                     help="the episodes as one name (htlib.data.protocols): vinyals (default) | paper (the "
+                          "authors' split and independent queries)"),
     "data-dir": dict(default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)"),
     "device": dict(default="auto", help="auto (a GPU if there is one) | cpu | cuda[:N] | mps"),
     "ways": dict(type=int, default=20, help="N, classes per episode (>= 2)"),
@@ -67,8 +72,16 @@ MODEL_OPTIONS: dict[str, tuple[str, dict]] = {
         action=argparse.BooleanOptionalAction, help="HT departure 2: equal query/key projections at init (on)")),
     "normalize-features": ("normalize_features", dict(
         action=argparse.BooleanOptionalAction, help="HT departure 3: standardised local/shared features (on)")),
+    "label-embedding-per-layer": ("label_embedding_per_layer", dict(
+        action=argparse.BooleanOptionalAction, help="HT: one label-embedding table per generated layer (off; the "
+                                                    "reference: on)")),
+    "init": ("init", dict(choices=["torch", "glorot"], help="HT: initialisation (torch; the reference: glorot)")),
+    "bn-eps": ("bn_eps", dict(type=float, help="HT: BatchNorm epsilon of the target CNN (1e-5; the reference: 1e-3)")),
+    "feature-extractors": ("feature_extractors", dict(
+        choices=["project", "reference"], help="HT: local feature extractors (project; the reference's: 'valid' "
+                                               "convs, both outputs)")),
 }
-TASK = ("profile", "dataset", "split-scheme", "data-dir", "device", "ways", "shots", "queries", "unlabelled",
+TASK = ("profile", "dataset", "split-scheme", "protocol", "data-dir", "device", "ways", "shots", "queries", "unlabelled",
         "method", "generate", "channels", "steps", "episodes-per-step", "lr", "seed", "warmup-steps",
         "precision", "compile", "episodes-on-device")
 
@@ -91,8 +104,14 @@ def _config(args: argparse.Namespace):
     generate = int(args.generate) if str(args.generate).isdigit() else args.generate
     model_options = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _) in MODEL_OPTIONS.items()
                      if getattr(args, flag.replace("-", "_")) is not None}
+    task = protocol_settings(args.protocol) if args.protocol else {}
+    if args.split_scheme is not None:
+        if args.protocol and args.split_scheme != task["split_scheme"]:
+            raise ConfigError(f"--protocol {args.protocol} uses the {task['split_scheme']!r} split; drop "
+                              f"--split-scheme {args.split_scheme} or the protocol.")
+        task["split_scheme"] = args.split_scheme
     return TrainConfig(
-        dataset=args.dataset, split_scheme=args.split_scheme, data_dir=args.data_dir, ways=args.ways,
+        dataset=args.dataset, data_dir=args.data_dir, ways=args.ways, **task,
         shots=args.shots, queries=args.queries, unlabelled=args.unlabelled, method=args.method,
         generate=generate, channels=args.channels, profile=args.profile, steps=args.steps,
         episodes_per_step=args.episodes_per_step, device=args.device, seed=args.seed, lr=args.lr,
@@ -127,7 +146,8 @@ def _eval(args: argparse.Namespace) -> None:
                           f"takes from 2 to {upper} classes.")
     data = load_split(cfg.dataset, args.split, cfg.data_dir, split_scheme=cfg.split_scheme)
     sampler = EpisodeSampler(data, ways, shots, queries, args.unlabelled,
-                             batch_size=args.batch_size, seed=args.seed if args.seed is not None else EVAL_SEED)
+                             batch_size=args.batch_size, seed=args.seed if args.seed is not None else EVAL_SEED,
+                             independent_queries=cfg.independent_queries)  # the protocol it was trained on
     acc = evaluate(model, sampler, args.episodes, next(model.parameters()).device, progress=not args.json)
     if args.json:
         print(json.dumps({**acc.as_dict(), "split": args.split, "dataset": cfg.dataset,
@@ -177,7 +197,8 @@ def _recipe(args: argparse.Namespace) -> None:
     from htlib.experiments.recipe import RecipeSpec, run_recipe
 
     spec = RecipeSpec(profile=args.profile, seeds=args.seeds, arms=args.arms, data_dir=args.data_dir,
-                      device=args.device, dataset=args.dataset, ways=args.ways)
+                      device=args.device, dataset=args.dataset, ways=args.ways, study=args.study,
+                      protocol=args.protocol or "vinyals")
     table = run_recipe(spec, progress=not args.no_progress, max_minutes=args.max_minutes)
     print(f"{len(table)} runs in {spec.table_path}")
 
@@ -281,9 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distractors", type=int, default=5, help="distractor classes in one extra test")
     p.set_defaults(func=_semi)
 
-    p = _command(commands, "recipe", help="the training-recipe study: a baseline and arms that change one "
-                                           "thing each, at one budget (issue 15, notebook 06)")
-    _add(p, "profile", "dataset", "data-dir", "device", "ways", "no-progress")
+    p = _command(commands, "recipe", help="the training-recipe study (or, with --study fidelity, the reference's "
+                                           "choices put back): a baseline and arms that change one thing each, "
+                                           "at one budget (notebook 06)")
+    _add(p, "profile", "dataset", "data-dir", "device", "ways", "protocol", "no-progress")
+    p.add_argument("--study", default="recipe", choices=["recipe", "fidelity"],
+                   help="recipe: htlib.experiments.recipe.ARMS; fidelity: FIDELITY_ARMS, on --protocol")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--arms", nargs="+", default=None,
                    help="arms to train now (default: all of htlib.experiments.recipe.ARMS; the baseline always)")

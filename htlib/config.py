@@ -44,6 +44,9 @@ class TrainConfig:
     distractors: int = 0
     augment_rotations: bool = True
     augment_shift: int = 0  # training images moved by up to this many pixels in x and y (0 = not)
+    # queries drawn apart from the support images (a query may repeat one), in training and testing,
+    # as the reference does; part of the "paper" protocol (htlib.data.protocols)
+    independent_queries: bool = False
     # model
     method: str = "ht"
     generate: str | int = "all"  # HT: "all", "logits" or the number of last conv layers
@@ -124,7 +127,7 @@ class TrainConfig:
         smoothing = self.label_smoothing
         if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not 0 <= smoothing < 1:
             raise ConfigError(f"label_smoothing must be a number in [0, 1), got {self.label_smoothing!r}.")
-        for name in ("augment_rotations", "episodes_on_device", "compile"):
+        for name in ("augment_rotations", "independent_queries", "episodes_on_device", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         _check_choice("precision", self.precision, PRECISIONS)

@@ -14,6 +14,7 @@ the semi-supervised arms) from the single runs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ def make_run(config: TrainConfig, group: str | None = None) -> Run:
 # Training-recipe settings named in a run's folder when not at their default (the recipe study's
 # arms change them one at a time); every run made before they existed has them all at default.
 RECIPE_FIELDS = ("optimizer", "schedule", "lr", "weight_decay", "label_smoothing", "augment_shift", "precision")
+# Task settings named likewise: runs on another split or protocol (htlib.data.protocols) never share
+# a folder with the default's.
+TASK_FIELDS = ("split_scheme", "independent_queries")
+MAX_EXTRA = 160  # characters of settings spelled out in a folder name; longer lists become a hash
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -76,7 +81,10 @@ def run_name(cfg: TrainConfig) -> str:
     own = METHODS[name].settings.get("model_options", {}) if name in METHODS else {}
     extra = "".join(f"-{k}={v}" for k, v in sorted(cfg.model_options.items()) if own.get(k, object()) != v)
     default = TrainConfig()
-    extra += "".join(f"-{k}={getattr(cfg, k)}" for k in RECIPE_FIELDS if getattr(cfg, k) != getattr(default, k))
+    extra += "".join(f"-{k}={getattr(cfg, k)}" for k in TASK_FIELDS + RECIPE_FIELDS
+                     if getattr(cfg, k) != getattr(default, k))
+    if len(extra) > MAX_EXTRA:  # a folder name must stay under the file system's 255 bytes
+        extra = f"-settings{hashlib.sha256(extra.encode()).hexdigest()[:12]}"  # config.json inside says which
     return f"{name}-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-u{cfg.unlabelled}-c{cfg.channels}-seed{cfg.seed}{extra}"
 
 

@@ -39,8 +39,9 @@ def make_sampler(cfg, data: ClassImages, device: torch.device, batch_size: int, 
     task = (data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors, batch_size,
             cfg.augment_rotations)
     if cfg.episodes_on_device:
-        return DeviceEpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift, device=device)
-    return EpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift)
+        return DeviceEpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift,
+                                    independent_queries=cfg.independent_queries, device=device)
+    return EpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift, independent_queries=cfg.independent_queries)
 
 
 def make_optimizer(cfg, params, device: torch.device) -> torch.optim.Optimizer:

@@ -249,7 +249,8 @@ class Trainer:
     def validate(self) -> Accuracy:
         cfg = self.cfg
         sampler = EpisodeSampler(self.val_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled,
-                                 cfg.distractors, min(cfg.val_episodes, 32), seed=EVAL_SEED + 1)
+                                 cfg.distractors, min(cfg.val_episodes, 32), seed=EVAL_SEED + 1,
+                                 independent_queries=cfg.independent_queries)
         return evaluate(self.model, sampler, cfg.val_episodes, self.device)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -362,7 +363,7 @@ class Trainer:
                                  cfg.unlabelled if unlabelled is None else unlabelled,
                                  cfg.distractors if distractors is None else distractors,
                                  batch_size=cfg.test_batch_size or min(cfg.episodes_per_step * 2, 64),
-                                 seed=EVAL_SEED)
+                                 seed=EVAL_SEED, independent_queries=cfg.independent_queries)
         return evaluate(self.model, sampler, episodes or cfg.test_episodes, self.device)
 
 

@@ -59,7 +59,7 @@ def test_every_arm_has_a_folder_of_its_own(profile):
 
 
 def test_unknown_arms_are_refused(monkeypatch):
-    with pytest.raises(ConfigError, match="Unknown recipe arms \\['lr-1'\\]"):
+    with pytest.raises(ConfigError, match="Unknown arms \\['lr-1'\\]"):
         RecipeSpec(arms=["lr-1"]).arm_names()
     # trained in the order asked, the baseline first unless placed elsewhere; an arm asked twice trains once
     assert RecipeSpec(arms=["shift-2", "local-both", "shift-2"]).arm_names() == [BASELINE, "shift-2", "local-both"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from htlib.data.base import ClassImages, to_float
-from htlib.data.episodes import Episode, EpisodeSampler, draw_offsets, shift_images
+from htlib.data.episodes import Episode, EpisodeSampler, draw_offsets, join_independent_queries, shift_images
 
 
 class DeviceEpisodeSampler(EpisodeSampler):
@@ -32,9 +32,10 @@ class DeviceEpisodeSampler(EpisodeSampler):
 
     def __init__(self, data: ClassImages, ways: int, shots: int, queries: int, unlabelled: int = 0,
                  distractors: int = 0, batch_size: int = 1, augment_rotations: bool = False, seed: int = 0,
-                 augment_shift: int = 0, device: torch.device | str = "cpu") -> None:
+                 augment_shift: int = 0, independent_queries: bool = False,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__(data, ways, shots, queries, unlabelled, distractors, batch_size, augment_rotations,
-                         seed, augment_shift)
+                         seed, augment_shift, independent_queries)
         self.device = device = torch.device(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         _, height, width = data.image_shape
@@ -61,6 +62,9 @@ class DeviceEpisodeSampler(EpisodeSampler):
         classes = torch.rand(B, self.data.num_classes, generator=g, device=dev).topk(classes_per_episode).indices
         per_class = self.images.shape[2]
         picks = torch.rand(B, classes_per_episode, per_class, generator=g, device=dev).topk(K + Q + U).indices
+        if self.independent_queries:
+            queries = torch.rand(B, classes_per_episode, per_class, generator=g, device=dev).topk(Q).indices
+            picks = join_independent_queries(picks, queries, K, U)
         turns = self.rotation[classes]
         if self.augment_rotations:
             turns = (turns + torch.randint(0, 4, turns.shape, generator=g, device=dev)) % 4

@@ -73,6 +73,9 @@ class EpisodeSampler:
         augment_shift: move every image (support, query, unlabelled), after any rotation, by
             its own random offset of up to this many pixels in x and in y, filling with zeros
             (background). Not in the reference's Omniglot scripts; an arm of the recipe study.
+        independent_queries: draw each class's queries apart from its support images, as the
+            reference does (a query may then be one of the support images: at 1-shot with 20
+            drawings, 1 in 20); False draws them all without overlap.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class EpisodeSampler:
         augment_rotations: bool = False,
         seed: int = 0,
         augment_shift: int = 0,
+        independent_queries: bool = False,
     ) -> None:
         for name, value, low in [("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 1),
                                  ("unlabelled", unlabelled, 0), ("distractors", distractors, 0),
@@ -120,6 +124,7 @@ class EpisodeSampler:
         self.batch_size = batch_size
         self.augment_rotations = augment_rotations
         self.augment_shift = augment_shift
+        self.independent_queries = bool(independent_queries)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -140,6 +145,9 @@ class EpisodeSampler:
         # Random class choice without replacement; slot order is random too (argsort of noise).
         classes = torch.rand(B, data.num_classes, generator=g).argsort(dim=1)[:, :total_classes]
         picks = torch.rand(B, total_classes, data.per_class, generator=g).argsort(dim=2)[..., : K + Q + U]
+        if self.independent_queries:
+            queries = torch.rand(B, total_classes, data.per_class, generator=g).argsort(dim=2)[..., :Q]
+            picks = join_independent_queries(picks, queries, K, U)
         images = data.images[data.source[classes].unsqueeze(-1), picks]  # (B, N+D, K+Q+U, C, H, W) uint8
         turns = data.rotation[classes]
         if self.augment_rotations:
@@ -166,6 +174,12 @@ class EpisodeSampler:
             classes=classes[:, :N],
             ways=N,
         )
+
+
+def join_independent_queries(picks: torch.Tensor, queries: torch.Tensor, shots: int, unlabelled: int) -> torch.Tensor:
+    """Drawings laid out as support | query | unlabelled, the queries taken from their own draw
+    (`queries`) instead of from `picks`, which stays without repeats for support and unlabelled."""
+    return torch.cat([picks[..., :shots], queries, picks[..., shots:shots + unlabelled]], dim=-1)
 
 
 def draw_offsets(count: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:

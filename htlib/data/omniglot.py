@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import time
 import warnings
@@ -75,7 +76,12 @@ TOTAL_CHARACTERS = 1623
 # Official addresses; each follows the layout above below its base.
 OFFICIAL_ARCHIVES_URL = "https://github.com/brendenlake/omniglot/raw/master/python"
 OFFICIAL_SPLITS_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot"
-SPLITS = ("vinyals", "lake", "reference")
+SPLITS = ("vinyals", "lake", "reference", "paper")
+# The "paper" split: the authors' Omniglot script shuffles the 1623 characters with Python's
+# random.shuffle seeded 2022 (its --shuffle_labels_seed) and then cuts positions 0-1149 / 1150-1199 /
+# 1200-1622 of the shuffled order into train / val / test.
+PAPER_SHUFFLE_SEED = 2022
+PAPER_BOUNDS = {"train": (0, 1150), "val": (1150, 1200), "test": (1200, 1623)}
 CACHE_VERSION = 2
 _MEMBER = re.compile(r"^images_(background|evaluation)/([^/]+)/(character\d+)/(\d{4})_(\d{2})\.png$")
 _SPLIT_LINE = re.compile(r"^([^/]+/character\d+)/rot(000|090|180|270)$")
@@ -410,9 +416,14 @@ def _split_classes(
     if split_scheme == "vinyals":
         return _vinyals_classes(root, split, names)
     if split_scheme == "reference":
-        # Character ids 1-1150 train, 1151-1200 val, 1201-1623 test, as in the authors' scripts.
-        bounds = {"train": (0, 1150), "val": (1150, 1200), "test": (1200, 1623)}[split]
-        return [(i, 0) for i in range(len(names)) if bounds[0] <= char_ids[i] - 1 < bounds[1]]
+        # The authors' index ranges taken on character ids 1-1623 WITHOUT their shuffle: contiguous
+        # ids, so train and test share almost no alphabet (kept for comparison; "paper" is theirs).
+        low, high = PAPER_BOUNDS[split]
+        return [(i, 0) for i in range(len(names)) if low <= char_ids[i] - 1 < high]
+    if split_scheme == "paper":
+        low, high = PAPER_BOUNDS[split]
+        chosen = set(paper_character_order(len(names))[low:high])
+        return [(i, 0) for i in range(len(names)) if char_ids[i] - 1 in chosen]
     # lake: background alphabets train, evaluation alphabets test; the last five background
     # alphabets (alphabetical order) are held out as validation.
     background = sorted({n.split("/")[0] for n, cid in zip(names, char_ids) if cid <= 964})
@@ -422,6 +433,17 @@ def _split_classes(
             return "test"
         return "val" if name.split("/")[0] in val_alphabets else "train"
     return [(i, 0) for i, (n, cid) in enumerate(zip(names, char_ids)) if part_of(n, int(cid)) == split]
+
+
+def paper_character_order(count: int = 1623) -> list[int]:
+    """Character indices (id - 1) in the order the authors' script cuts its splits from: Python's
+    random.shuffle of 0..count-1 seeded PAPER_SHUFFLE_SEED. We order characters by their official id
+    (0001-0964 background, 0965-1623 evaluation); that the authors' cached array has the same order
+    is an assumption, so the split has their sizes and nature (test characters drawn at random, from
+    alphabets seen in training), not necessarily their exact characters."""
+    order = list(range(count))
+    random.Random(PAPER_SHUFFLE_SEED).shuffle(order)
+    return order
 
 
 def load_omniglot(
@@ -436,7 +458,9 @@ def load_omniglot(
     split_scheme:
         "vinyals"   standard split files, each rotation a distinct class (1028/172/423 x 4);
         "lake"      background alphabets (minus 5 held out for validation) vs evaluation alphabets;
-        "reference" character ids 1-1150 / 1151-1200 / 1201-1623 as in the authors' scripts.
+        "paper"     the authors' split: characters shuffled with seed 2022, then 1150 / 50 / 423;
+                    unrotated classes (the "paper" protocol, htlib.data.protocols);
+        "reference" the authors' ranges on contiguous character ids, without their shuffle.
     """
     if split_scheme not in SPLITS:
         raise ConfigError(f"Unknown Omniglot split scheme {split_scheme!r}; choose one of {SPLITS}")

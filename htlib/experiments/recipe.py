@@ -34,6 +34,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from htlib.config import TrainConfig, check_runs
+from htlib.data.protocols import protocol_settings
 from htlib.errors import ConfigError
 from htlib.methods import method_settings
 from htlib.profiles import get_profile
@@ -103,31 +104,82 @@ ARMS: dict[str, Arm] = {
 }
 
 
+# The fidelity study (same machinery, its own arms): each choice of the authors' code that this
+# project's defaults depart from, put back one at a time, then all together; run on each protocol
+# (htlib.data.protocols). The reference's numbers: docs/paper.md, section 2.
+REFERENCE_MODEL = dict(tie_logits_placeholders=False, match_query_key_init=False, normalize_features=False,
+                       label_embedding_per_layer=True, init="glorot", bn_eps=1e-3, feature_extractors="reference")
+REFERENCE_OPTIMISATION = {"optimizer": "sgd", "episodes_per_step": 1, "lr": 0.02, "schedule": "reference",
+                          "warmup_steps": 0}
+FIDELITY_ARMS: dict[str, Arm] = {
+    BASELINE: Arm("today's defaults (the recipe study's baseline)", {}),
+    "reference-model": Arm("every model choice of the reference at once (the seven below)", _model(**REFERENCE_MODEL)),
+    "per-layer-embeddings": Arm("one label-embedding table per generated layer (the reference), not one shared",
+                                _model(label_embedding_per_layer=True)),
+    "reference-extractors": Arm("the reference's feature extractors: 'valid' convs, both pooled outputs, one 1x1 "
+                                "conv for the logits layer", _model(feature_extractors="reference")),
+    "glorot-init": Arm("glorot-uniform weights and zero biases (TensorFlow's defaults), not PyTorch's",
+                       _model(init="glorot")),
+    "bn-eps-1e-3": Arm("BatchNorm epsilon 1e-3 (TensorFlow's), not 1e-5", _model(bn_eps=1e-3)),
+    "no-tie-logits": ARMS["no-tie-logits"],
+    "no-match-qk": ARMS["no-match-qk"],
+    "no-normalize": ARMS["no-normalize"],
+    # One B = 1 step costs a quarter of a B = 16 one on 2 CPU cores: a quarter of the episodes takes
+    # about the baseline's time (as the recipe study's sgd-reference arm).
+    "reference-all": Arm("the reference's model AND optimisation: plain SGD, B = 1, lr 0.02, x0.95 decay, no "
+                         "warm-up (clip kept); a QUARTER of the episode budget, about the baseline's CPU time",
+                         {**_model(**REFERENCE_MODEL), **REFERENCE_OPTIMISATION}, budget=1 / 4),
+    "sgd-reference": ARMS["sgd-reference"],
+}
+STUDIES = {"recipe": ARMS, "fidelity": FIDELITY_ARMS}
+
+
 @dataclass
 class RecipeSpec:
-    """The study: which arms, at which profile's budget, with which seeds."""
+    """The study: which arms, at which profile's budget, with which seeds, on which protocol.
+
+    `study` picks the arms: "recipe" (ARMS) or "fidelity" (FIDELITY_ARMS); `protocol` the episodes
+    (htlib.data.protocols; the recipe study is on "vinyals" only)."""
 
     profile: str = "quick"
     seeds: list[int] = field(default_factory=lambda: [0])
-    arms: list[str] | None = None  # default: every arm of ARMS; the baseline is always in
+    arms: list[str] | None = None  # default: every arm of the study; the baseline is always in
     data_dir: str | None = None
     device: str = "auto"
     dataset: str = "omniglot"
     ways: int = 20
+    study: str = "recipe"
+    protocol: str = "vinyals"
+
+    def __post_init__(self) -> None:
+        if self.study not in STUDIES:
+            raise ConfigError(f"Unknown study {self.study!r}; choose one of {list(STUDIES)}")
+        protocol_settings(self.protocol)  # a clear error for an unknown name
+        if self.study == "recipe" and self.protocol != "vinyals":
+            raise ConfigError("The recipe study runs on the vinyals protocol; use study='fidelity' for 'paper'.")
+
+    @property
+    def arm_table(self) -> dict[str, Arm]:
+        return STUDIES[self.study]
+
+    @property
+    def kind(self) -> str:
+        """Its table's kind: "recipe", or "fidelity_<protocol>" (results/fidelity_paper_quick_omniglot.csv)."""
+        return self.study if self.study == "recipe" else f"{self.study}_{self.protocol}"
 
     def arm_names(self) -> list[str]:
         """The study's arms in training order: ARMS order by default; else the order asked, the
         baseline first unless placed elsewhere (it is always in: every gap is measured against it)."""
         if self.arms is None:
-            return list(ARMS)
-        asked = list(dict.fromkeys(_checked_arms(self.arms)))
+            return list(self.arm_table)
+        asked = list(dict.fromkeys(_checked_arms(self.arms, self.arm_table)))
         return asked if BASELINE in asked else [BASELINE, *asked]
 
     def config(self, arm: str, seed: int) -> TrainConfig:
         """The run of `arm` with `seed`: the task and budget of every arm, then the arm's change."""
         prof = get_profile(self.profile)
-        chosen = ARMS[arm]
-        settings = {**method_settings("ht-all"), **copy.deepcopy(chosen.overrides)}
+        chosen = self.arm_table[arm]
+        settings = {**method_settings("ht-all"), **protocol_settings(self.protocol), **copy.deepcopy(chosen.overrides)}
         batch = settings.pop("episodes_per_step", prof.recipe_episodes_per_step)
         steps = max(1, round(prof.recipe_episodes * chosen.budget / batch))
         return TrainConfig(
@@ -142,6 +194,8 @@ class RecipeSpec:
         cfg = self.config(arm, seed)
         batch = cfg.episodes_per_step
         base_batch = get_profile(self.profile).recipe_episodes_per_step
+        # both studies share the folders: an arm of one that the other has too (the baseline, the
+        # departures put back) is the same run, trained once; runs on the paper protocol carry it in their name
         return make_run(cfg, group="recipe" if batch == base_batch else f"recipe-b{batch}")
 
     def runs(self) -> list[tuple[str, Run]]:
@@ -174,16 +228,16 @@ class RecipeSpec:
 
     @property
     def table_path(self) -> Path:
-        """results/recipe_<profile>_<dataset>.csv; smoke (ci) tables go to the git-ignored runs/."""
-        return table_path("recipe", self.profile, self.dataset)
+        """results/<kind>_<profile>_<dataset>.csv; smoke (ci) tables go to the git-ignored runs/."""
+        return table_path(self.kind, self.profile, self.dataset)
 
 
-def _checked_arms(names: list[str]) -> list[str]:
+def _checked_arms(names: list[str], table: dict[str, Arm]) -> list[str]:
     if not isinstance(names, (list, tuple)):
         raise ConfigError(f"arms must be a list of names, e.g. ['lr-3e-3'], got {names!r}")
-    unknown = [name for name in names if name not in ARMS]
+    unknown = [name for name in names if name not in table]
     if unknown:
-        raise ConfigError(f"Unknown recipe arms {unknown}; choose from {list(ARMS)}")
+        raise ConfigError(f"Unknown arms {unknown}; choose from {list(table)}")
     return list(names)
 
 
@@ -196,7 +250,7 @@ def run_recipe(spec: RecipeSpec, progress: bool = True, max_minutes: float | Non
         raise ConfigError(f"max_minutes must be >= 0 or None, got {max_minutes!r}")
     runs = spec.check()
     if arms is not None:
-        outside = set(_checked_arms(arms)) - set(spec.arm_names())
+        outside = set(_checked_arms(arms, spec.arm_table)) - set(spec.arm_names())
         if outside:
             raise ConfigError(f"Arms {sorted(outside)} are not in this study (RecipeSpec.arms = {spec.arms}).")
         runs = [(arm, run) for arm, run in runs if arm in arms]
@@ -231,22 +285,19 @@ def collect(spec: RecipeSpec) -> pd.DataFrame:
     seed never drops the other rows from the table."""
     rows = []
     for seed in sorted(set(spec.seeds) | set(spec.seeds_on_disk())):
-        for arm in ARMS:
+        for arm in spec.arm_table:
             run = spec.run(arm, seed)
             if (run.folder / "result.json").is_file():
-                rows.append(_row(arm, run))
-    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["arm", "seed"], key=_arm_order, kind="stable",
-                                                           ignore_index=True)
+                rows.append(_row(spec, arm, run))
+    order = list(spec.arm_table)
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(
+        ["arm", "seed"], key=lambda c: c.map(order.index) if c.name == "arm" else c, kind="stable", ignore_index=True)
 
 
-def _arm_order(column: pd.Series) -> pd.Series:
-    return column.map(list(ARMS).index) if column.name == "arm" else column
-
-
-def _row(arm: str, run: Run) -> dict:
+def _row(spec: RecipeSpec, arm: str, run: Run) -> dict:
     result = json.loads((run.folder / "result.json").read_text())
     return {
-        "arm": arm, "change": ARMS[arm].change, "seed": run.config.seed, "steps": result["steps"],
+        "arm": arm, "change": spec.arm_table[arm].change, "seed": run.config.seed, "steps": result["steps"],
         "episodes_per_step": run.config.episodes_per_step, "episodes": result["episodes_seen"],
         "val_accuracy": result["best_val_accuracy"], "test_accuracy": result["test_accuracy"],
         "ci95": result["ci95"], "train_accuracy": late_train_accuracy(pd.read_csv(run.folder / "metrics.csv")),

@@ -53,9 +53,13 @@ class CNNSpec:
     num_conv_layers: int = 4
     kernel_size: int = 3
     activation: str = "relu"
+    # BatchNorm's epsilon: PyTorch's 1e-5 here; the reference (TensorFlow's default) uses 1e-3.
+    bn_eps: float = BN_EPS
 
     def __post_init__(self) -> None:
         activation_fn(self.activation)  # fail early on a typo
+        if not (isinstance(self.bn_eps, (int, float)) and not isinstance(self.bn_eps, bool) and self.bn_eps > 0):
+            raise ConfigError(f"bn_eps must be a number > 0, got {self.bn_eps!r}.")
         if self.kernel_size % 2 != 1:
             raise ConfigError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}.")
         if self.image_size < 2**self.num_conv_layers:
@@ -139,7 +143,8 @@ def from_grouped(x: Tensor, num_episodes: int) -> Tensor:
 # ---------------------------------------------------------------- functional CNN
 
 
-def grouped_block(x: Tensor, weight: Tensor, scale: Tensor, shift: Tensor, activation: str) -> Tensor:
+def grouped_block(x: Tensor, weight: Tensor, scale: Tensor, shift: Tensor, activation: str,
+                  eps: float = BN_EPS) -> Tensor:
     """One CNN block on the grouped layout: conv -> activation -> 2x2 max-pool -> BatchNorm.
 
     x: (M, B*C_in, H, W); weight: (B, C_out, C_in, k, k); scale, shift: (C_out,) shared by all
@@ -154,16 +159,17 @@ def grouped_block(x: Tensor, weight: Tensor, scale: Tensor, shift: Tensor, activ
     # elements.
     x = activation_fn(activation)(F.max_pool2d(x, kernel_size=2, stride=2))
     # training=True: always normalise with this batch's statistics, per (episode, channel).
-    return F.batch_norm(x, None, None, scale.repeat(b), shift.repeat(b), training=True, eps=BN_EPS)
+    return F.batch_norm(x, None, None, scale.repeat(b), shift.repeat(b), training=True, eps=eps)
 
 
-def cnn_block(x: Tensor, weight: Tensor, scale: Tensor, shift: Tensor, activation: str) -> Tensor:
+def cnn_block(x: Tensor, weight: Tensor, scale: Tensor, shift: Tensor, activation: str,
+              eps: float = BN_EPS) -> Tensor:
     """One CNN block in the episode layout: (B, M, C_in, H, W) -> (B, M, C_out, H//2, W//2).
 
     Used by the HyperTransformer to push the support set through a freshly generated layer.
     """
     b = x.shape[0]
-    return from_grouped(grouped_block(to_grouped(x), weight, scale, shift, activation), b)
+    return from_grouped(grouped_block(to_grouped(x), weight, scale, shift, activation, eps), b)
 
 
 def cnn_features(images: Tensor, weights: dict[str, Tensor], bn_params: Sequence, spec: CNNSpec) -> Tensor:
@@ -172,7 +178,7 @@ def cnn_features(images: Tensor, weights: dict[str, Tensor], bn_params: Sequence
     x = to_grouped(images)  # (M, B*C_img, H, W)
     for layer in range(spec.num_conv_layers):
         scale, shift = bn_params[layer]
-        x = grouped_block(x, weights[f"conv{layer}"], scale, shift, spec.activation)
+        x = grouped_block(x, weights[f"conv{layer}"], scale, shift, spec.activation, spec.bn_eps)
     feats = x.mean(dim=(2, 3))  # (M, B*C)
     return feats.reshape(feats.shape[0], b, -1).transpose(0, 1)  # (B, M, C)
 

@@ -13,6 +13,7 @@ loop over episodes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -30,10 +31,18 @@ from htlib.models.cnn import (
     cnn_forward,
     expand_to_episodes,
 )
-from htlib.models.transformer import TransformerConfig, TransformerEncoder
+from htlib.models.transformer import MultiHeadAttention, TransformerConfig, TransformerEncoder
 
 # Which pooled outputs of a layer's local extractor make a token's local features (HTConfig).
 LOCAL_FEATURES_FROM = ("last", "both")
+# How the generator's own weights start (HTConfig.init): PyTorch's defaults (kaiming-uniform with
+# fan-in biases), or the reference's TensorFlow defaults (glorot-uniform weights, zero biases).
+INITS = ("torch", "glorot")
+# A generated layer's local feature extractor (HTConfig.feature_extractors): "project" pads its 3x3
+# convs ('same'); "reference" is the authors' ('valid' convs, a kernel shrunk to inputs smaller than
+# 3x3 with stride 1, a conv skipped once the map is smaller than its kernel, the pooled output of
+# every conv concatenated).
+FEATURE_EXTRACTORS = ("project", "reference")
 
 
 @dataclass
@@ -74,6 +83,14 @@ class HTConfig:
     normalize_features: bool = True
     # the transformers start with equal query and key projections (see TransformerConfig)
     match_query_key_init: bool = True
+    # Reference choices that this project's defaults depart from (docs/paper.md, section 6), each
+    # measured by the fidelity study: one label-embedding table per generated layer (the reference)
+    # rather than one shared by all; glorot-uniform initialisation; BatchNorm epsilon 1e-3 (None:
+    # the CNN spec's, PyTorch's 1e-5).
+    label_embedding_per_layer: bool = False
+    init: str = "torch"
+    bn_eps: float | None = None
+    feature_extractors: str = "project"
 
     def __post_init__(self) -> None:
         if isinstance(self.generate, str) and self.generate.isdigit():  # e.g. "2" from papermill
@@ -83,6 +100,13 @@ class HTConfig:
         if self.local_features_from not in LOCAL_FEATURES_FROM:
             raise ConfigError(f"Unknown local_features_from {self.local_features_from!r}; "
                               f"choose one of {LOCAL_FEATURES_FROM}")
+        if self.feature_extractors not in FEATURE_EXTRACTORS:
+            raise ConfigError(f"Unknown feature_extractors {self.feature_extractors!r}; choose one of "
+                              f"{FEATURE_EXTRACTORS}")
+        if self.init not in INITS:
+            raise ConfigError(f"Unknown init {self.init!r}; choose one of {INITS}")
+        if self.bn_eps is not None:
+            self.cnn = dataclasses.replace(self.cnn, bn_eps=self.bn_eps)  # checked there
 
     def generated_conv_layers(self) -> list[int]:
         """Indices of the conv layers whose weights are generated (the logits layer always is)."""
@@ -100,7 +124,8 @@ class HTConfig:
     @property
     def local_dim(self) -> int:
         """Local features in a token: one or both of the extractor's pooled conv outputs."""
-        return self.local_features * (2 if self.local_features_from == "both" else 1)
+        both = self.local_features_from == "both" or self.feature_extractors == "reference"
+        return self.local_features * (2 if both else 1)
 
     @property
     def sample_dim(self) -> int:
@@ -140,6 +165,32 @@ class SharedFeatures(nn.Module):
         for conv in self.convs:
             x = self.act(conv(x))
         return x.mean(dim=(2, 3))
+
+
+class ReferenceLocalFeatures(nn.Module):
+    """The authors' local extractor: two linear 'valid' convs (stride 2, then 1) with a ReLU between,
+    each conv's output averaged over space and concatenated. On an input smaller than 3x3 (the
+    logits layer's 1x1 maps) both convs take the input's size as kernel, stride 1; a conv whose
+    input has become smaller than its kernel is skipped (the reference stops there), and its
+    features are zeros here so that every layer's tokens keep the same width."""
+
+    def __init__(self, in_channels: int, dim: int, activation: str, input_size: int) -> None:
+        super().__init__()
+        kernel, stride = (3, 2) if input_size >= 3 else (input_size, 1)
+        self.conv1 = nn.Conv2d(in_channels, dim, kernel, stride=stride)
+        self.conv2 = nn.Conv2d(dim, dim, kernel, stride=1)
+        self.act = activation_fn(activation)
+        self.kernel = kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, C_in, H, W) -> (N, 2 * dim)."""
+        first = self.conv1(x)
+        pooled = [first.mean(dim=(2, 3))]
+        if first.shape[-1] >= self.kernel:
+            pooled.append(self.conv2(self.act(first)).mean(dim=(2, 3)))
+        else:
+            pooled.append(torch.zeros_like(pooled[0]))
+        return torch.cat(pooled, dim=-1)
 
 
 class LocalFeatures(nn.Module):
@@ -187,15 +238,18 @@ class LayerGenerator(nn.Module):
     """
 
     def __init__(self, cfg: HTConfig, in_channels: int, num_slots: int, slice_size: int,
-                 own_placeholders: bool = True) -> None:
+                 own_placeholders: bool = True, input_size: int = 3) -> None:
         super().__init__()
         self.cfg = cfg
         self.slice_size = slice_size
         self.width = cfg.token_width(slice_size)
-        self.local = (
-            LocalFeatures(in_channels, cfg.local_features, cfg.activation, cfg.local_features_from == "both")
-            if cfg.local_features else None
-        )
+        if not cfg.local_features:
+            self.local = None
+        elif cfg.feature_extractors == "reference":
+            self.local = ReferenceLocalFeatures(in_channels, cfg.local_features, cfg.activation, input_size)
+        else:
+            self.local = LocalFeatures(in_channels, cfg.local_features, cfg.activation,
+                                       cfg.local_features_from == "both")
         # N(0, 1) as in the reference; None when the caller supplies them (tied logits placeholders).
         self.placeholders = nn.Parameter(torch.randn(num_slots, cfg.label_dim)) if own_placeholders else None
         attn_width = cfg.heads * math.ceil(cfg.attention_width_factor * self.width / cfg.heads)
@@ -250,6 +304,19 @@ class LayerGenerator(nn.Module):
 # ---------------------------------------------------------------- the HyperTransformer
 
 
+def glorot_init(model: nn.Module) -> None:
+    """The reference's initialisation (TensorFlow's defaults): glorot-uniform weights and zero biases
+    for every dense and conv layer of the generator; then query = key again where the config asks."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.tie_query_key()
+
+
 class HyperTransformer(nn.Module):
     """Generates a CNN per episode from its support set and classifies the queries with it."""
 
@@ -257,7 +324,8 @@ class HyperTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or HTConfig()
         spec = cfg.cnn
-        self.label_embedding = nn.Embedding(cfg.max_ways + 1, cfg.label_dim)  # last row: "unlabelled"
+        # last row: "unlabelled"; one table for all generated layers, or (the reference) one each
+        self.label_embedding = None if cfg.label_embedding_per_layer else nn.Embedding(cfg.max_ways + 1, cfg.label_dim)
         self.shared = (
             SharedFeatures(spec.image_channels, cfg.shared_features, cfg.activation)
             if cfg.shared_features
@@ -271,7 +339,8 @@ class HyperTransformer(nn.Module):
             name = f"conv{layer}"
             if layer in gen_layers:
                 self.generators[name] = LayerGenerator(
-                    cfg, spec.in_channels(layer), spec.out_channels(layer), spec.conv_slice_size(layer)
+                    cfg, spec.in_channels(layer), spec.out_channels(layer), spec.conv_slice_size(layer),
+                    input_size=spec.spatial_sizes()[layer],
                 )
             else:
                 w = torch.empty(spec.conv_shape(layer))
@@ -279,8 +348,17 @@ class HyperTransformer(nn.Module):
                 self.conv_weights[name] = nn.Parameter(w)
         self.generators["logits"] = LayerGenerator(
             cfg, spec.feature_dim, cfg.max_ways, spec.logits_slice_size,
-            own_placeholders=not cfg.tie_logits_placeholders,
+            own_placeholders=not cfg.tie_logits_placeholders, input_size=spec.spatial_sizes()[-1],
         )
+        if cfg.label_embedding_per_layer:
+            for generator in self.generators.values():
+                generator.label_embedding = nn.Embedding(cfg.max_ways + 1, cfg.label_dim)
+        if cfg.init == "glorot":
+            glorot_init(self)
+
+    def label_table(self, layer: str) -> nn.Embedding:
+        """The label embeddings the generator of `layer` reads (and, tied, its logits placeholders)."""
+        return self.generators[layer].label_embedding if self.cfg.label_embedding_per_layer else self.label_embedding
 
     # ------------------------------------------------------------ input checks
 
@@ -313,7 +391,9 @@ class HyperTransformer(nn.Module):
         cfg, spec = self.cfg, self.cfg.cnn
         b, s = support_labels.shape
         slots = torch.where(support_labels < 0, cfg.max_ways, support_labels)
-        label_emb = self.label_embedding(slots)  # (B, S, d)
+        shared_emb = None if cfg.label_embedding_per_layer else self.label_embedding(slots)  # (B, S, d)
+        def label_emb(layer: str) -> Tensor:
+            return shared_emb if shared_emb is not None else self.label_table(layer)(slots)
         shared = None
         if self.shared is not None:
             shared = self.shared(support_images.flatten(0, 1)).reshape(b, s, -1)  # (B, S, shared)
@@ -326,14 +406,15 @@ class HyperTransformer(nn.Module):
         for layer in range(spec.num_conv_layers):
             name = f"conv{layer}"
             if name in self.generators:
-                slices, maps[name] = self.generators[name](acts, label_emb, shared, spec.out_channels(layer))
+                slices, maps[name] = self.generators[name](acts, label_emb(name), shared, spec.out_channels(layer))
                 weights[name] = slices.reshape(b, *spec.conv_shape(layer))  # (B, C_out, C_in, k, k)
             else:
                 weights[name] = expand_to_episodes(self.conv_weights[name], b)
             scale, shift = self.bn[layer]
-            acts = cnn_block(acts, weights[name], scale, shift, spec.activation)
-        tied = self.label_embedding.weight[:num_classes] if cfg.tie_logits_placeholders else None
-        weights["logits"], maps["logits"] = self.generators["logits"](acts, label_emb, shared, num_classes, tied)
+            acts = cnn_block(acts, weights[name], scale, shift, spec.activation, spec.bn_eps)
+        tied = self.label_table("logits").weight[:num_classes] if cfg.tie_logits_placeholders else None
+        weights["logits"], maps["logits"] = self.generators["logits"](acts, label_emb("logits"), shared, num_classes,
+                                                                      tied)
         return (weights, maps) if return_attention else weights
 
     def forward(

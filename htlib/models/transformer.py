@@ -55,8 +55,14 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(cfg.width, 3 * cfg.attention_width)
         self.out = nn.Linear(cfg.attention_width, cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
-        if cfg.match_query_key_init:
-            a = cfg.attention_width
+        self.match_query_key = cfg.match_query_key_init
+        self.tie_query_key()
+
+    def tie_query_key(self) -> None:
+        """Copy the query projection onto the key projection when the config asks for equal starts
+        (again after any re-initialisation of the weights)."""
+        if self.match_query_key:
+            a = self.heads * self.head_dim
             with torch.no_grad():
                 self.qkv.weight[a : 2 * a] = self.qkv.weight[:a]
                 self.qkv.bias[a : 2 * a] = self.qkv.bias[:a]
