@@ -346,3 +346,77 @@ def test_local_features_from_both_convs_double_the_local_part_of_the_tokens() ->
     assert all(math.isfinite(loss) for loss in losses) and losses[1] != losses[0]
     with pytest.raises(ValueError, match="Unknown local_features_from 'first'"):
         small_config(local_features_from="first")
+
+
+# ---------------------------------------------------------------- the reference's choices (fidelity study)
+
+
+def test_per_layer_label_embeddings_give_each_generator_its_own_table() -> None:
+    model = make_model("all", dtype=torch.float32, label_embedding_per_layer=True)
+    assert model.label_embedding is None
+    tables = [model.label_table(name) for name in model.generators]
+    assert len({id(t) for t in tables}) == len(model.generators) == 5
+    assert all(t.weight.shape == (model.cfg.max_ways + 1, 8) for t in tables)
+    xs, ys, xq = episode(2, 3, 2, q=3, dtype=torch.float32)
+    ys[:, 0] = -1  # class 0 keeps its second sample
+    logits = model(xs, ys, xq, 3)
+    F.cross_entropy(logits.flatten(0, 1), torch.randint(0, 3, (6,))).backward()
+    for name in model.generators:  # every table is used, each by its own layer's tokens
+        grad = model.label_table(name).weight.grad
+        assert grad[:3].abs().sum(-1).min() > 0 and grad[-1].abs().sum() > 0, name  # 3 classes and "unlabelled"
+        assert torch.equal(grad[3:-1], torch.zeros_like(grad[3:-1])), name  # slots this episode does not use
+
+
+def test_reference_extractors_are_valid_convs_with_both_outputs_and_shrink_on_small_maps() -> None:
+    model = make_model("all", feature_extractors="reference")
+    assert model.cfg.local_dim == 8  # both convs' pooled outputs, 4 each
+    sizes = model.cfg.cnn.spatial_sizes()  # [28, 14, 7, 3, 1]
+    for layer, name in enumerate(model.generators):
+        local = model.generators[name].local
+        assert local.conv1.padding == (0, 0) and local.conv2.padding == (0, 0), name  # 'valid'
+        expected = (3, 2) if sizes[layer] >= 3 else (sizes[layer], 1)
+        assert (local.conv1.kernel_size[0], local.conv1.stride[0]) == expected, name
+    acts = torch.randn(6, 4, 14, 14, dtype=torch.float64)
+    gen = model.generators["conv1"]  # 14 -> 6 -> 4: both convs run; their outputs before any activation
+    first = gen.local.conv1(acts)
+    torch.testing.assert_close(gen.local(acts), torch.cat(
+        [first.mean(dim=(2, 3)), gen.local.conv2(gen.local.act(first)).mean(dim=(2, 3))], dim=-1))
+    three = model.generators["conv3"].local  # 3 -> 1: the second 3x3 conv has no room; zeros stand in
+    out = three(torch.randn(6, 4, 3, 3, dtype=torch.float64))
+    assert out.shape == (6, 8) and torch.equal(out[:, 4:], torch.zeros(6, 4, dtype=torch.float64))
+    xs, ys, xq = episode(2, 3, 1, q=3)
+    assert model(xs, ys, xq, 3).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="Unknown feature_extractors 'tf'"):
+        small_config(feature_extractors="tf")
+
+
+def test_glorot_init_zero_biases_and_query_key_still_tied() -> None:
+    model = make_model("all", dtype=torch.float32, init="glorot")
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            assert torch.equal(module.bias, torch.zeros_like(module.bias)), name
+            fan_out, fan_in = module.weight.shape[0], module.weight[0].numel()
+            if isinstance(module, torch.nn.Conv2d):
+                fan_out *= module.weight[0, 0].numel()
+            assert module.weight.abs().max() <= math.sqrt(6 / (fan_in + fan_out)) + 1e-6, name  # uniform bound
+    q, k, _ = model.generators["conv0"].transformer.layers[0].attn.qkv.weight.chunk(3)
+    assert torch.equal(q, k)
+    free = make_model("all", dtype=torch.float32, init="glorot", match_query_key_init=False)
+    q, k, _ = free.generators["conv0"].transformer.layers[0].attn.qkv.weight.chunk(3)
+    assert not torch.equal(q, k)
+    with pytest.raises(ValueError, match="Unknown init 'he'"):
+        small_config(init="he")
+
+
+def test_bn_eps_reaches_the_target_cnn() -> None:
+    model = make_model("all", bn_eps=1e-3)
+    assert model.cfg.cnn.bn_eps == 1e-3 and make_model("all").cfg.cnn.bn_eps == BN_EPS
+    x = torch.randn(2, 5, 1, 28, 28, dtype=torch.float64)
+    w = torch.randn(2, 4, 1, 3, 3, dtype=torch.float64)
+    scale, shift = torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    # a constant channel has variance 0: its output is 0 whatever eps; a tiny-variance one shows eps
+    small = 1e-4 * x
+    a, b = cnn_block(small, w, scale, shift, "relu", 1e-3), cnn_block(small, w, scale, shift, "relu", 1e-5)
+    assert a.abs().max() < b.abs().max()
+    with pytest.raises(ValueError, match="bn_eps must be a number > 0"):
+        CNNSpec(bn_eps=0)

@@ -7,7 +7,7 @@ import pytest
 
 from htlib.config import TrainConfig, config_differences
 from htlib.errors import ConfigError
-from htlib.experiments.recipe import ARMS, BASELINE, COLUMNS, RecipeSpec, recipe_gaps, run_recipe
+from htlib.experiments.recipe import ARMS, BASELINE, COLUMNS, FIDELITY_ARMS, RecipeSpec, recipe_gaps, run_recipe
 from htlib.profiles import get_profile
 from htlib.train import Trainer
 
@@ -162,3 +162,43 @@ def test_the_command_line_trains_the_asked_arms_and_the_baseline(capsys):
     table = pd.read_csv(RecipeSpec(profile="ci", dataset="synthetic", ways=5).table_path)
     assert sorted(table["arm"]) == [BASELINE, "smooth-0.1"]
     assert "2 runs in" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the fidelity study (same machinery)
+
+
+@pytest.mark.parametrize("arm", [name for name in FIDELITY_ARMS if name != BASELINE])
+def test_each_fidelity_arm_changes_only_its_reference_choices(arm):
+    spec = RecipeSpec(profile="quick", study="fidelity")
+    base, cfg = spec.config(BASELINE, 0).resolved(), spec.config(arm, 0).resolved()
+    overrides, budget = FIDELITY_ARMS[arm].overrides, FIDELITY_ARMS[arm].budget
+    own_budget = "episodes_per_step" in overrides or budget != 1
+    assert set(config_differences(base.to_dict(), cfg)) == set(overrides) | (BUDGET if own_budget else set())
+    assert cfg.model_options == overrides.get("model_options", {})
+
+
+def test_fidelity_runs_share_the_recipe_folders_on_vinyals_and_have_their_own_on_the_paper_protocol():
+    recipe = {arm: run.folder for arm, run in RecipeSpec(profile="quick").runs()}
+    vinyals = dict(RecipeSpec(profile="quick", study="fidelity").runs())
+    paper = dict(RecipeSpec(profile="quick", study="fidelity", protocol="paper").runs())
+    for arm in set(recipe) & set(vinyals):  # the same config: trained once, found by both studies
+        assert vinyals[arm].folder == recipe[arm], arm
+    folders = [run.folder for run in [*vinyals.values(), *paper.values()]]
+    assert len(set(folders)) == len(folders) and all(len(f.name) < 200 for f in folders)
+    assert all(run.config.split_scheme == "paper" and run.config.independent_queries for run in paper.values())
+    assert paper["reference-model"].folder.name.startswith("ht-all-omniglot-20w1s-u0-c8-seed0-settings")
+    assert RecipeSpec(profile="quick", study="fidelity", protocol="paper").table_path.name == \
+        "fidelity_paper_quick_omniglot.csv"
+    with pytest.raises(ConfigError, match="recipe study runs on the vinyals protocol"):
+        RecipeSpec(study="recipe", protocol="paper")
+    with pytest.raises(ConfigError, match="Unknown study 'fidelty'"):
+        RecipeSpec(study="fidelty")
+
+
+def test_a_fidelity_study_on_the_paper_protocol_trains_end_to_end(tmp_path):
+    spec = RecipeSpec(profile="ci", dataset="synthetic", ways=5, device="cpu", study="fidelity", protocol="paper",
+                      arms=["reference-model"])
+    table = run_recipe(spec, progress=False)
+    assert table["arm"].tolist() == [BASELINE, "reference-model"] and table["test_accuracy"].between(0, 1).all()
+    assert spec.table_path == tmp_path / "runs" / "fidelity_paper_ci_synthetic.csv"
+    assert recipe_gaps(table)["arm"].tolist() == ["reference-model"]

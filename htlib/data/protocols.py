@@ -5,8 +5,9 @@ which characters train and which test, whether test classes are rotated copies, 
 query may repeat a support image.
 
 - "vinyals" (this project's default, the field's standard): Vinyals et al.'s split files, 1028
-  training and 423 test characters from disjoint alphabets, each rotated by 0/90/180/270 degrees
-  into 4 classes; queries drawn without overlap with the support set.
+  training and 423 test characters, the test alphabets unseen in training but one (Gurmukhi: 4 of
+  its characters are in training), each rotated by 0/90/180/270 degrees into 4 classes; queries
+  drawn without overlap with the support set.
 - "paper" (the authors' own code, docs/paper.md section 2): the 1623 characters shuffled with
   seed 2022 and cut 1150 / 50 / 423, so test characters come from alphabets seen in training; test
   classes unrotated (training rotates each class by a random quarter turn per episode); support
