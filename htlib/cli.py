@@ -203,6 +203,16 @@ def _recipe(args: argparse.Namespace) -> None:
     print(f"{len(table)} runs in {spec.table_path}")
 
 
+def _campaign(args: argparse.Namespace) -> None:
+    from htlib.campaign import CampaignSpec, run_campaign
+
+    model_options = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _) in MODEL_OPTIONS.items()
+                     if getattr(args, flag.replace("-", "_")) is not None}
+    spec = CampaignSpec(protocol=args.protocol or "paper", model_options=model_options, seed=args.seed,
+                        data_dir=args.data_dir, device=args.device, profile=args.profile)
+    run_campaign(spec, args.minutes, args.save_minutes, progress=not args.no_progress)
+
+
 def _readme(args: argparse.Namespace) -> None:
     from htlib.tools.readme import update
 
@@ -313,6 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arms to train now (default: all of htlib.experiments.recipe.ARMS; the baseline always)")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new run after this long")
     p.set_defaults(func=_recipe)
+
+    p = _command(commands, "campaign", help="train the long campaign run toward 4M episodes for a while, "
+                                             "resuming it; checkpoints, curve, best model, one segment row")
+    _add(p, "profile", "protocol", "data-dir", "device", "seed", "no-progress",
+         profile=dict(default="campaign", help="the budget (campaign: 4M episodes; ci: a smoke run)"))
+    _add_model_options(p)
+    p.add_argument("--minutes", type=float, required=True, help="train at most this long, then stop cleanly")
+    p.add_argument("--save-minutes", type=float, default=10.0, help="checkpoint at least this often (10)")
+    p.set_defaults(func=_campaign)
 
     p = _command(commands, "readme", help="rewrite README.md's result sections from the files in results/")
     p.add_argument("--check", action="store_true",

@@ -7,6 +7,8 @@
 - ``paper``: the full recipe, sized for a GPU.
 - ``gpu``: the headline runs on one GPU: the paper's 4M episodes, B = 64, with the HT options the
   recipe study recommends (`RECOMMENDED_HT_OPTIONS`).
+- ``campaign``: the paper's 4M episodes at B = 16 on the CPU, trained a session at a time
+  (`python -m htlib campaign`, htlib.campaign).
 
 A profile only sets defaults; every field can still be overridden one by one.
 """
@@ -82,6 +84,10 @@ PROFILES: dict[str, Profile] = {
                    semi_steps=5_000, semi_episodes_per_step=64,
                    recipe_episodes=1_000_000, recipe_episodes_per_step=64,
                    ht_options=RECOMMENDED_HT_OPTIONS),
+    # The CPU campaign (htlib.campaign): the paper's 4M episodes at the recipe's B = 16, trained
+    # session after session on the CPU; validated every 40,000 episodes.
+    "campaign": Profile("campaign", train_steps=250_000, episodes_per_step=16, val_every=2500, val_episodes=500,
+                        test_episodes=1000, description="the paper's 4M episodes at B = 16, resumed across sessions"),
 }
 
 

@@ -285,18 +285,23 @@ class Trainer:
             f"The training loss became {values[bad][0]} at step {at}. Lower the learning rate (now {self.cfg.lr}) "
             f"or the gradient clip ({self.cfg.grad_clip}); the run is {where}.")
 
-    def fit(self, progress: bool = True, stop_at: int | None = None) -> None:
+    def fit(self, progress: bool = True, stop_at: int | None = None, deadline: float | None = None,
+            save_every: float | None = None) -> None:
         """Train up to cfg.steps (or stop early at step `stop_at`, checkpointing there).
 
         Ctrl-C lets the current step finish, writes the checkpoint and raises TrainingInterrupted:
-        `--resume` then continues exactly as if the run had never stopped.
+        `--resume` then continues exactly as if the run had never stopped. `deadline` (a
+        time.monotonic() value) stops the same way, without raising: the long runs of a campaign
+        end where a session must. `save_every` (seconds) writes the checkpoint that often as well,
+        so that a killed process loses at most that much work.
         """
         with _InterruptAfterStep() as interrupt, trusted_episodes():
-            interrupted = self._fit(progress, stop_at, interrupt)
+            interrupted = self._fit(progress, stop_at, interrupt, deadline, save_every)
         if interrupted:
             raise TrainingInterrupted(self.step, self.checkpoint_path)
 
-    def _fit(self, progress: bool, stop_at: int | None, interrupt: _InterruptAfterStep) -> bool:
+    def _fit(self, progress: bool, stop_at: int | None, interrupt: _InterruptAfterStep,
+             deadline: float | None = None, save_every: float | None = None) -> bool:
         """The loop of `fit`; True if Ctrl-C stopped it. Several processes agree on stopping at a
         log point (each step of theirs must be the same step)."""
         from tqdm.auto import tqdm
@@ -309,7 +314,8 @@ class Trainer:
         last_val = next((r["val_accuracy"] for r in reversed(self.rows) if "val_accuracy" in r), float("nan"))
         started = time.perf_counter()
         last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-        stop = False
+        stop = interrupted = False
+        saved = time.monotonic()
         while self.step < last and not stop:
             self.window.append(self.train_step())
             self.step += 1
@@ -335,18 +341,22 @@ class Trainer:
                 if not progress and self.world.is_main:  # background runs: one line per log point, not a bar
                     print(f"step {self.step}/{cfg.steps} loss {loss:.3f} acc {acc:.3f} "
                           f"val {last_val:.3f} {row['seconds']:.0f}s", flush=True)
-            if val_now:
+            # time-based saves in one process only: several would have to agree on the step
+            if val_now or (save_every is not None and self.world.size == 1 and time.monotonic() - saved >= save_every):
                 self.elapsed += time.perf_counter() - started
                 started = time.perf_counter()
                 self.save()
-            stop = interrupt.requested if self.world.size == 1 else (
-                log_now and self.world.any(interrupt.requested, self.device))
+                saved = time.monotonic()
+            late = deadline is not None and time.monotonic() >= deadline
+            interrupted, late = (interrupt.requested, late) if self.world.size == 1 else (
+                log_now and self.world.any(interrupt.requested, self.device), log_now and self.world.any(late, self.device))
+            stop = interrupted or late
         self.elapsed += time.perf_counter() - started
         if self.step < cfg.steps:
             self.window = self._check_window()  # never save a state that went bad since the last log point
             self.save()  # stopped early (stop_at or Ctrl-C): keep the exact state for --resume
         bar.close()
-        return stop
+        return interrupted
 
     def test(self, episodes: int | None = None, unlabelled: int | None = None,
              distractors: int | None = None) -> Accuracy:

@@ -367,25 +367,27 @@ def test_per_layer_label_embeddings_give_each_generator_its_own_table() -> None:
         assert torch.equal(grad[3:-1], torch.zeros_like(grad[3:-1])), name  # slots this episode does not use
 
 
-def test_reference_extractors_are_valid_convs_with_both_outputs_and_shrink_on_small_maps() -> None:
+def test_reference_extractors_are_valid_convs_with_every_output_and_the_references_token_widths() -> None:
     model = make_model("all", feature_extractors="reference")
-    assert model.cfg.local_dim == 8  # both convs' pooled outputs, 4 each
     sizes = model.cfg.cnn.spatial_sizes()  # [28, 14, 7, 3, 1]
+    convs = {name: list(model.generators[name].local.convs) for name in model.generators}
     for layer, name in enumerate(model.generators):
-        local = model.generators[name].local
-        assert local.conv1.padding == (0, 0) and local.conv2.padding == (0, 0), name  # 'valid'
+        assert all(c.padding == (0, 0) for c in convs[name]), name  # 'valid'
         expected = (3, 2) if sizes[layer] >= 3 else (sizes[layer], 1)
-        assert (local.conv1.kernel_size[0], local.conv1.stride[0]) == expected, name
+        assert (convs[name][0].kernel_size[0], convs[name][0].stride[0]) == expected, name
+    # two convs where they fit; one on the 3x3 maps (3 -> 1 leaves no room) and one 1x1 for the logits
+    assert [len(c) for c in convs.values()] == [2, 2, 2, 1, 1]
+    gen = model.generators["conv1"]  # 14 -> 6 -> 4: each conv's output before any activation, averaged
     acts = torch.randn(6, 4, 14, 14, dtype=torch.float64)
-    gen = model.generators["conv1"]  # 14 -> 6 -> 4: both convs run; their outputs before any activation
-    first = gen.local.conv1(acts)
+    first = gen.local.convs[0](acts)
     torch.testing.assert_close(gen.local(acts), torch.cat(
-        [first.mean(dim=(2, 3)), gen.local.conv2(gen.local.act(first)).mean(dim=(2, 3))], dim=-1))
-    three = model.generators["conv3"].local  # 3 -> 1: the second 3x3 conv has no room; zeros stand in
-    out = three(torch.randn(6, 4, 3, 3, dtype=torch.float64))
-    assert out.shape == (6, 8) and torch.equal(out[:, 4:], torch.zeros(6, 4, dtype=torch.float64))
+        [first.mean(dim=(2, 3)), gen.local.convs[1](gen.local.act(first)).mean(dim=(2, 3))], dim=-1))
     xs, ys, xq = episode(2, 3, 1, q=3)
     assert model(xs, ys, xq, 3).shape == (2, 3, 3)
+    # at the reference's sizes (d = 32, 8 local, 32 shared features, C = 8) the token widths are its E
+    full = HyperTransformer(HTConfig(feature_extractors="reference"))
+    assert [g.width for g in full.generators.values()] == [80, 104, 104, 104, 72]
+    assert [g.local.out_dim for g in full.generators.values()] == [16, 16, 16, 8, 8]
     with pytest.raises(ValueError, match="Unknown feature_extractors 'tf'"):
         small_config(feature_extractors="tf")
 

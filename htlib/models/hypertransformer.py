@@ -124,19 +124,20 @@ class HTConfig:
     @property
     def local_dim(self) -> int:
         """Local features in a token: one or both of the extractor's pooled conv outputs."""
-        both = self.local_features_from == "both" or self.feature_extractors == "reference"
-        return self.local_features * (2 if both else 1)
+        return self.local_features * (2 if self.local_features_from == "both" else 1)
 
     @property
     def sample_dim(self) -> int:
         """Width of a sample token before padding: label embedding + local + shared features."""
         return self.label_dim + self.local_dim + self.shared_features
 
-    def token_width(self, slice_size: int) -> int:
+    def token_width(self, slice_size: int, local_dim: int | None = None) -> int:
         """Transformer width of a layer, laid out as in the reference: the first ``label_dim``
         entries hold the label / placeholder embedding, the rest holds a sample's features or,
-        at the output of a placeholder, its weight slice."""
-        return self.label_dim + max(self.local_dim + self.shared_features, slice_size)
+        at the output of a placeholder, its weight slice. ``local_dim``: the layer's own local
+        features when they differ from ``self.local_dim`` (the reference extractors)."""
+        local = self.local_dim if local_dim is None else local_dim
+        return self.label_dim + max(local + self.shared_features, slice_size)
 
 
 # ---------------------------------------------------------------- feature extractors
@@ -168,28 +169,33 @@ class SharedFeatures(nn.Module):
 
 
 class ReferenceLocalFeatures(nn.Module):
-    """The authors' local extractor: two linear 'valid' convs (stride 2, then 1) with a ReLU between,
-    each conv's output averaged over space and concatenated. On an input smaller than 3x3 (the
-    logits layer's 1x1 maps) both convs take the input's size as kernel, stride 1; a conv whose
-    input has become smaller than its kernel is skipped (the reference stops there), and its
-    features are zeros here so that every layer's tokens keep the same width."""
+    """The authors' local extractor: linear 'valid' 3x3 convs (stride 2, then 1) with a ReLU between,
+    each conv's output averaged over space and concatenated. The logits layer's extractor has one
+    conv; on an input smaller than 3x3 (its 1x1 maps) the kernel takes the input's size, stride 1.
+    A conv that would not fit the map left by the one before is dropped (the reference stops
+    there: its 3x3 layer gets one conv), so ``out_dim`` depends on the layer: 16, 16, 16, 8 and 8
+    at 28x28 inputs with dim 8."""
 
-    def __init__(self, in_channels: int, dim: int, activation: str, input_size: int) -> None:
+    def __init__(self, in_channels: int, dim: int, activation: str, input_size: int, convs: int = 2) -> None:
         super().__init__()
         kernel, stride = (3, 2) if input_size >= 3 else (input_size, 1)
-        self.conv1 = nn.Conv2d(in_channels, dim, kernel, stride=stride)
-        self.conv2 = nn.Conv2d(dim, dim, kernel, stride=1)
+        self.convs = nn.ModuleList()
+        size, c_in = input_size, in_channels
+        for i in range(convs):
+            step = stride if i < convs - 1 else 1
+            if size < kernel:
+                break
+            self.convs.append(nn.Conv2d(c_in, dim, kernel, stride=step))
+            size, c_in = (size - kernel) // step + 1, dim
         self.act = activation_fn(activation)
-        self.kernel = kernel
+        self.out_dim = dim * len(self.convs)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (N, C_in, H, W) -> (N, 2 * dim)."""
-        first = self.conv1(x)
-        pooled = [first.mean(dim=(2, 3))]
-        if first.shape[-1] >= self.kernel:
-            pooled.append(self.conv2(self.act(first)).mean(dim=(2, 3)))
-        else:
-            pooled.append(torch.zeros_like(pooled[0]))
+        """x: (N, C_in, H, W) -> (N, out_dim)."""
+        pooled = []
+        for i, conv in enumerate(self.convs):
+            x = conv(x if i == 0 else self.act(x))
+            pooled.append(x.mean(dim=(2, 3)))
         return torch.cat(pooled, dim=-1)
 
 
@@ -238,18 +244,19 @@ class LayerGenerator(nn.Module):
     """
 
     def __init__(self, cfg: HTConfig, in_channels: int, num_slots: int, slice_size: int,
-                 own_placeholders: bool = True, input_size: int = 3) -> None:
+                 own_placeholders: bool = True, input_size: int = 3, is_logits: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.slice_size = slice_size
-        self.width = cfg.token_width(slice_size)
         if not cfg.local_features:
             self.local = None
         elif cfg.feature_extractors == "reference":
-            self.local = ReferenceLocalFeatures(in_channels, cfg.local_features, cfg.activation, input_size)
+            self.local = ReferenceLocalFeatures(in_channels, cfg.local_features, cfg.activation, input_size,
+                                                convs=1 if is_logits else 2)
         else:
             self.local = LocalFeatures(in_channels, cfg.local_features, cfg.activation,
                                        cfg.local_features_from == "both")
+        self.width = cfg.token_width(slice_size, getattr(self.local, "out_dim", None))
         # N(0, 1) as in the reference; None when the caller supplies them (tied logits placeholders).
         self.placeholders = nn.Parameter(torch.randn(num_slots, cfg.label_dim)) if own_placeholders else None
         attn_width = cfg.heads * math.ceil(cfg.attention_width_factor * self.width / cfg.heads)
@@ -348,7 +355,7 @@ class HyperTransformer(nn.Module):
                 self.conv_weights[name] = nn.Parameter(w)
         self.generators["logits"] = LayerGenerator(
             cfg, spec.feature_dim, cfg.max_ways, spec.logits_slice_size,
-            own_placeholders=not cfg.tie_logits_placeholders, input_size=spec.spatial_sizes()[-1],
+            own_placeholders=not cfg.tie_logits_placeholders, input_size=spec.spatial_sizes()[-1], is_logits=True,
         )
         if cfg.label_embedding_per_layer:
             for generator in self.generators.values():

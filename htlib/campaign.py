@@ -1,0 +1,114 @@
+"""The campaign: one long training run toward the paper's 4M episodes, a CPU session at a time.
+
+No session has the hours the paper's budget takes on 2 CPU cores, so the run is cut into
+segments. Each `run_campaign` call resumes the run from its checkpoint, trains until its deadline
+(checkpointing at every validation and every `save_minutes`), stops cleanly, and leaves in the run
+folder what the next session and a reader need, small enough to commit:
+
+- ``checkpoint.pt``: model, optimizer, scheduler, sampler and RNG states (a resumed run continues
+  bit for bit on the same machine kind);
+- ``metrics.csv``: the training and validation curve;
+- ``model.pt``: the best weights on validation so far (``htlib.train.load_trained`` loads them);
+- ``segments.csv``: one row per segment, with the steps it trained, its speed and the machine
+  (CPU model, kernel capability, threads), since segments may run on different CPUs;
+- ``config.json``; and ``result.json`` with the test accuracy once the last step is trained.
+
+The folder is ``results/runs/campaign/<run name>/`` (htlib.runs): its name spells out the protocol
+and any HT option, so two campaigns never share one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from htlib import checkpoints
+from htlib.config import TrainConfig
+from htlib.cpu import capability, cpu_model
+from htlib.data.protocols import protocol_settings
+from htlib.errors import ConfigError
+from htlib.methods import method_settings
+from htlib.runs import Run, make_run, run_lock
+from htlib.utils import write_atomic, write_text_atomic
+
+SEGMENT_COLUMNS = ["started_utc", "ended_utc", "from_step", "to_step", "episodes", "wall_seconds",
+                   "episodes_per_second", "cpu", "capability", "threads", "device", "torch_version"]
+
+
+@dataclass
+class CampaignSpec:
+    """What the campaign trains: HT-all, 20-way 1-shot, C = 8, on a protocol, with HT options."""
+
+    protocol: str = "paper"
+    model_options: dict = field(default_factory=dict)
+    seed: int = 0
+    data_dir: str | None = None
+    device: str = "auto"
+    profile: str = "campaign"  # the budget; "ci" for a smoke campaign
+    dataset: str = "omniglot"
+    ways: int = 20
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(profile=self.profile, seed=self.seed, data_dir=self.data_dir, device=self.device,
+                           dataset=self.dataset, ways=self.ways,
+                           **method_settings("ht-all"), **protocol_settings(self.protocol),
+                           model_options=dict(self.model_options))
+
+    def run(self) -> Run:
+        return make_run(self.config())
+
+
+def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0, progress: bool = False) -> dict:
+    """Train the campaign's run for at most `minutes` (resuming it), then write its files; returns
+    this segment's row of segments.csv. Once every step is trained it tests the best weights and
+    writes result.json, as any finished run."""
+    from htlib.train import Trainer, _finish
+
+    if not minutes > 0 or not save_minutes > 0:
+        raise ConfigError(f"minutes and save_minutes must be > 0, got {minutes!r} and {save_minutes!r}.")
+    run = spec.run()
+    deadline = time.monotonic() + 60 * minutes
+    with run_lock(run.folder):
+        trainer = Trainer(run)
+        resumed = trainer.restore()
+        write_text_atomic(run.folder / "config.json", json.dumps(trainer.cfg.to_dict(), indent=2))
+        first, started, clock = trainer.step, datetime.now(timezone.utc), time.perf_counter()
+        print(f"campaign {run.folder.name}: {'resumed at' if resumed else 'starts at'} step {first} of "
+              f"{trainer.cfg.steps}, for at most {minutes:g} min", flush=True)
+        trainer.fit(progress, deadline=deadline, save_every=60 * save_minutes)
+        wall = time.perf_counter() - clock
+        if trainer.step >= trainer.cfg.steps:
+            _finish(trainer)  # the test, model.pt (best weights), result.json
+        else:
+            best = trainer.best_state if trainer.best_state is not None else trainer.model.state_dict()
+            checkpoints.save(best, run.folder / "model.pt")
+        episodes = (trainer.step - first) * trainer.cfg.episodes_per_step
+        row = {"started_utc": started.isoformat(timespec="seconds"),
+               "ended_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "from_step": first, "to_step": trainer.step, "episodes": episodes, "wall_seconds": round(wall, 1),
+               "episodes_per_second": round(episodes / wall, 2) if wall > 0 else 0.0,
+               "cpu": cpu_model(), "capability": capability(), "threads": torch.get_num_threads(),
+               "device": str(trainer.device), "torch_version": torch.__version__}
+        _append_segment(run.folder, row)
+    print(f"campaign {run.folder.name}: step {trainer.step} of {trainer.cfg.steps} "
+          f"({trainer.step * trainer.cfg.episodes_per_step:,} episodes), best validation "
+          f"{trainer.best_val:.3f}", flush=True)
+    return row
+
+
+def segments(folder: str | Path) -> pd.DataFrame:
+    """The campaign's segments so far (empty before the first)."""
+    path = Path(folder) / "segments.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=SEGMENT_COLUMNS)
+
+
+def _append_segment(folder: Path, row: dict) -> None:
+    before, new = segments(folder), pd.DataFrame([row], columns=SEGMENT_COLUMNS)
+    table = pd.concat([before, new], ignore_index=True) if len(before) else new
+    write_atomic(folder / "segments.csv", lambda tmp: table.to_csv(tmp, index=False))

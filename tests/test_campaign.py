@@ -1,0 +1,58 @@
+"""The campaign (htlib.campaign): a long run trained in segments that resume exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from htlib.campaign import SEGMENT_COLUMNS, CampaignSpec, run_campaign, segments
+from htlib.errors import ConfigError
+from htlib.train import Trainer, load_trained, train
+
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numeric]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setattr("htlib.runs.RESULTS_ROOT", tmp_path)
+
+
+def smoke(**changes) -> CampaignSpec:
+    return CampaignSpec(profile="ci", dataset="synthetic", ways=5, device="cpu", **changes)
+
+
+def test_segments_resume_bit_for_bit_and_record_the_machine(tmp_path):
+    spec = smoke()
+    folder = spec.run().folder
+    assert folder == tmp_path / "runs" / "ci" / "ht-all-synthetic-5w1s-u0-c8-seed0-split_scheme=paper-independent_queries=True"
+    first = run_campaign(spec, minutes=1e-4)  # the deadline passes during the first step: it stops after it
+    assert first["from_step"] == 0 and 1 <= first["to_step"] < 20
+    assert (folder / "checkpoint.pt").is_file() and (folder / "model.pt").is_file()
+    assert not (folder / "result.json").exists()
+    assert json.loads((folder / "config.json").read_text())["independent_queries"] is True
+    load_trained(folder / "model.pt", "cpu")  # the best weights so far load as any run's
+    second = run_campaign(spec, minutes=10)
+    assert (second["from_step"], second["to_step"]) == (first["to_step"], 20)
+    table = segments(folder)
+    assert list(table.columns) == SEGMENT_COLUMNS and len(table) == 2
+    assert table["cpu"].str.len().min() > 0 and set(table["capability"]) <= {"AVX512", "AVX2", "DEFAULT", "ZVECTOR"}
+    assert (folder / "result.json").is_file()
+    straight = train(spec.config(), tmp_path / "straight", progress=False)
+    resumed = pd.read_csv(folder / "metrics.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(resumed, straight.metrics.drop(columns="seconds"))  # same process, same machine
+    assert json.loads((folder / "result.json").read_text())["test_accuracy"] == straight.result["test_accuracy"]
+
+
+def test_time_based_checkpoints_and_bad_durations(monkeypatch):
+    with pytest.raises(ConfigError, match="minutes and save_minutes must be > 0"):
+        run_campaign(smoke(), minutes=0)
+    saves = []
+    original = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self: (saves.append(self.step), original(self))[1])
+    run_campaign(smoke(seed=1), minutes=10, save_minutes=1e-6)  # due after every step
+    assert saves == list(range(1, 21))
+    saves.clear()
+    run_campaign(smoke(seed=2), minutes=10)  # every 10 minutes: only the validations (every 10 steps) save
+    assert saves == [10, 20]
