@@ -157,3 +157,35 @@ def confirmation_summary(table: pd.DataFrame, gaps: pd.DataFrame | None, profile
                      f"{100 * gap.ci95:.1f} points ({gap.verdict}); {100 * own['train_accuracy'].mean():.1f}% training "
                      f"accuracy, {own['wall_seconds'].mean() / 60:.0f} minutes.")
     return "\n".join(lines)
+
+def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str) -> str:
+    """What the fidelity study says so far: the protocol's share and each reference choice's, as
+    bullets computed from the tables (protocol -> results/fidelity_<protocol>_<profile>_*.csv),
+    against the paper's Omniglot 20-way 1-shot accuracy."""
+    from htlib.report import PAPER_REPORTED, fidelity_table, protocol_gap
+
+    paper_accuracy = PAPER_REPORTED[("omniglot", 20, 1)]["HT (paper)"] / 100
+    if not any(len(t) for t in tables.values()):
+        return f"**`{profile}`**: no fidelity run committed yet."
+    lines = []
+    base = protocol_gap(tables)
+    if base is None:
+        lines.append("The baseline has not been trained on both protocols with a common seed yet.")
+    else:
+        lines.append(f"**Protocol.** Today's model and recipe score {100 * base['paper']:.1f}% on the `paper` protocol "
+                     f"against {100 * base['vinyals']:.1f}% on `vinyals` ({base['seeds']} seed"
+                     f"{'s' if base['seeds'] > 1 else ''}): {100 * base['gap']:+.1f} ± {100 * base['ci95']:.1f} "
+                     f"points ({base['verdict']}) come from the protocol alone. The paper reports "
+                     f"{100 * paper_accuracy:.1f}%.")
+    table = fidelity_table(tables)
+    for protocol in tables:
+        if f"{protocol} gap" not in table:
+            continue
+        parts = []
+        for r in table.dropna(subset=[f"{protocol} gap"]).to_dict("records"):
+            n = int(r[f"{protocol} seeds"])
+            parts.append(f"`{r['arm']}` {100 * r[f'{protocol} gap']:+.1f} ± {100 * r[f'{protocol} ci95']:.1f} "
+                         f"({r[f'{protocol} verdict']}, {n} seed{'s' if n > 1 else ''})")
+        lines.append(f"**The reference's choices on `{protocol}`** (each arm minus that protocol's baseline, in "
+                     f"points, with the 95% CI of the test episodes): " + "; ".join(parts) + ".")
+    return "\n".join(f"* {line}" for line in lines)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from htlib.data.paths import PROJECT_ROOT
+from htlib.data.protocols import PROTOCOLS
 from htlib.errors import UserError
 from htlib.methods import METHODS, method_label
 from htlib.profiles import get_profile
@@ -64,6 +65,7 @@ class Results:
     gpu_log: str  # the GPU job's log
     bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
     recipe: dict[str, pd.DataFrame]  # the recipe study's tables, by profile (those that exist)
+    fidelity: dict[str, pd.DataFrame]  # the fidelity study's tables at PROFILE, by protocol (those that exist)
     paper_test_tasks: int  # test tasks behind the paper's numbers
 
 
@@ -502,6 +504,36 @@ def render_recipe(tables: dict[str, pd.DataFrame]) -> str:
     return "\n\n".join(parts)
 
 
+def render_fidelity(tables: dict[str, pd.DataFrame]) -> str:
+    """The fidelity study (results/fidelity_<protocol>_quick_omniglot.csv): what the protocol and each
+    of the reference's choices change, from htlib.summaries / htlib.report, and the table."""
+    from htlib.report import fidelity_table
+    from htlib.summaries import fidelity_summary
+
+    if not tables:
+        return "No fidelity run committed yet (`python -m htlib recipe --study fidelity --protocol paper`)."
+    parts = [_wrap(f"`results/fidelity_<protocol>_{PROFILE}_{DATASET}.csv` ({_list(f'`{p}`' for p in tables)}): "
+                   f"every run at the `{PROFILE}` budget, 20-way 1-shot, C = 8, test accuracy on "
+                   f"{get_profile(PROFILE).test_episodes} fixed test episodes of its own protocol."),
+             "\n".join(_wrap(line[2:], bullet=True) for line in fidelity_summary(tables, PROFILE).splitlines())]
+    table = fidelity_table(tables)
+    header, rows = ["arm", "change"], []
+    for protocol in tables:
+        header += [f"`{protocol}` (%)", "gap (points)"]
+    for r in table.to_dict("records"):
+        row = [f"`{r['arm']}`", r["change"]]
+        for protocol in tables:
+            acc = r.get(f"{protocol} accuracy")
+            row.append("–" if acc is None or pd.isna(acc) else f"{100 * acc:.1f} ({int(r[f'{protocol} seeds'])})")
+            gap = r.get(f"{protocol} gap")
+            row.append("–" if gap is None or pd.isna(gap) else
+                       f"{_signed(100 * gap)} ± {100 * r[f'{protocol} ci95']:.1f}")
+        rows.append(row)
+    parts.append("\n".join(_table(header, rows)))
+    parts.append("In brackets: the seeds behind an accuracy (a gap uses the seeds the arm shares with the baseline).")
+    return "\n\n".join(parts)
+
+
 def _search(pattern: str, text: str, what: str) -> str:
     found = re.search(pattern, text, re.MULTILINE)
     if not found:
@@ -532,6 +564,8 @@ def load(root: Path = PROJECT_ROOT) -> Results:
         bench={f.name: pd.read_csv(f) for f in sorted(results.glob("bench_*.csv"))},
         recipe={p: pd.read_csv(results / f"recipe_{p}_{DATASET}.csv") for p in RECIPE_PROFILES
                 if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
+        fidelity={p: pd.read_csv(results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv") for p in PROTOCOLS
+                  if (results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv").is_file()},
         paper_test_tasks=int(tasks.group(1)))
 
 
@@ -545,6 +579,7 @@ def render(results: Results) -> dict[str, str]:
         "quick-budget": render_budget(results.single_runs),
         "speed": render_speed(results.bench),
         "recipe": render_recipe(results.recipe),
+        "fidelity": render_fidelity(results.fidelity),
     }
 
 
