@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from htlib.data.paths import PROJECT_ROOT
-from htlib.tools.readme import (ReadmeError, diff, fill, load, markers, render, render_recipe, render_single_runs,
-                                render_speed, render_sweep, update)
+from htlib.tools.readme import (ReadmeError, diff, fill, load, markers, render, render_fidelity, render_recipe,
+                                render_single_runs, render_speed, render_sweep, update)
 
 README = PROJECT_ROOT / "README.md"
 
@@ -92,6 +92,23 @@ def test_the_recipe_section_follows_the_table():
     assert "| `lr-3e-3` | lr-3e-3 change | 1 | 70.0 | −10.0 ± 0.7 | worse |" in text
     with pytest.raises(ReadmeError, match="no baseline row"):
         render_recipe({"long": table[table.arm != "baseline"]})
+
+
+def test_the_fidelity_section_follows_the_tables():
+    def row(arm, seed, acc):
+        return {"arm": arm, "change": f"{arm} change", "seed": seed, "episodes": 48000, "test_accuracy": acc,
+                "ci95": 0.005, "device": "cpu"}
+
+    vinyals = pd.DataFrame([row("baseline", 0, 0.80), row("baseline", 1, 0.82), row("glorot-init", 0, 0.75)])
+    paper = pd.DataFrame([row("baseline", 0, 0.86), row("reference-model", 0, 0.87)])
+    text = _flat(render_fidelity({"vinyals": vinyals, "paper": paper}))
+    # the protocol's share on the seed both baselines have (seed 0): 86.0 against 80.0
+    assert "score 86.0% on the `paper` protocol against 80.0% on `vinyals` (1 seed): +6.0 ± 0.7 points (better)" in text
+    assert "The paper reports 96.2%" in text
+    assert "`glorot-init` -5.0 ± 0.7 (worse, 1 seed)" in text and "`reference-model` +1.0 ± 0.7 (better, 1 seed)" in text
+    assert "| `baseline` | today's defaults (the recipe study's baseline) | 81.0 (2) | – | 86.0 (1) | – |" in text
+    assert "| `glorot-init` |" in text and "| 75.0 (1) | −5.0 ± 0.7 | – | – |" in text
+    assert "No fidelity run committed yet" in render_fidelity({})
 
 
 def _sections(name: str = "x") -> dict[str, str]:
