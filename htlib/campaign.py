@@ -20,6 +20,7 @@ and any HT option, so two campaigns never share one.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,7 +39,7 @@ from htlib.runs import Run, make_run, run_lock
 from htlib.utils import write_atomic, write_text_atomic
 
 SEGMENT_COLUMNS = ["started_utc", "ended_utc", "from_step", "to_step", "episodes", "wall_seconds",
-                   "episodes_per_second", "cpu", "capability", "threads", "device", "torch_version"]
+                   "episodes_per_second", "cpu", "capability", "threads", "device", "torch_version", "code"]
 
 
 @dataclass
@@ -94,12 +95,26 @@ def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0,
                "from_step": first, "to_step": trainer.step, "episodes": episodes, "wall_seconds": round(wall, 1),
                "episodes_per_second": round(episodes / wall, 2) if wall > 0 else 0.0,
                "cpu": cpu_model(), "capability": capability(), "threads": torch.get_num_threads(),
-               "device": str(trainer.device), "torch_version": torch.__version__}
+               "device": str(trainer.device), "torch_version": torch.__version__, "code": code_version()}
         _append_segment(run.folder, row)
     print(f"campaign {run.folder.name}: step {trainer.step} of {trainer.cfg.steps} "
           f"({trainer.step * trainer.cfg.episodes_per_step:,} episodes), best validation "
           f"{trainer.best_val:.3f}", flush=True)
     return row
+
+
+def code_version() -> str:
+    """The project's git commit (with "+changes" when the work tree differs), or "unknown": a
+    segment trained by other code may round differently, and its row says so."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "htlib"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
 
 
 def segments(folder: str | Path) -> pd.DataFrame:

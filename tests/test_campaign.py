@@ -38,6 +38,7 @@ def test_segments_resume_bit_for_bit_and_record_the_machine(tmp_path):
     table = segments(folder)
     assert list(table.columns) == SEGMENT_COLUMNS and len(table) == 2
     assert table["cpu"].str.len().min() > 0 and set(table["capability"]) <= {"AVX512", "AVX2", "DEFAULT", "ZVECTOR"}
+    assert table["code"].str.len().min() >= 7  # the commit that trained each segment
     assert (folder / "result.json").is_file()
     straight = train(spec.config(), tmp_path / "straight", progress=False)
     resumed = pd.read_csv(folder / "metrics.csv").drop(columns="seconds")
