@@ -127,3 +127,29 @@ def _append_segment(folder: Path, row: dict) -> None:
     before, new = segments(folder), pd.DataFrame([row], columns=SEGMENT_COLUMNS)
     table = pd.concat([before, new], ignore_index=True) if len(before) else new
     write_atomic(folder / "segments.csv", lambda tmp: table.to_csv(tmp, index=False))
+
+
+def status(root: str | Path) -> list[dict]:
+    """Where each campaign under `root` (results/runs/campaign) stands, from its files: episodes
+    reached, best validation accuracy so far and at which episode, segments and CPUs, test result."""
+    out = []
+    for folder in sorted(f for f in Path(root).glob("*") if (f / "config.json").is_file()):
+        config = json.loads((folder / "config.json").read_text())
+        parts = segments(folder)
+        metrics_path = folder / "metrics.csv"  # none before the first log point
+        metrics = pd.read_csv(metrics_path) if metrics_path.is_file() else pd.DataFrame(columns=["step", "val_accuracy"])
+        val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else metrics.iloc[:0]
+        best = val.loc[val["val_accuracy"].idxmax()] if len(val) else None
+        steps = int(parts["to_step"].max()) if len(parts) else 0
+        result = folder / "result.json"
+        out.append({
+            "name": folder.name, "split_scheme": config["split_scheme"],
+            "steps": steps, "total_steps": config["steps"], "episodes": steps * config["episodes_per_step"],
+            "total_episodes": config["steps"] * config["episodes_per_step"],
+            "best_val_accuracy": None if best is None else float(best["val_accuracy"]),
+            "best_at_episodes": None if best is None else int(best["episodes"]),
+            "segments": len(parts), "cpus": sorted(set(parts["cpu"])) if len(parts) else [],
+            "hours": round(float(parts["wall_seconds"].sum()) / 3600, 2) if len(parts) else 0.0,
+            "result": json.loads(result.read_text()) if result.is_file() else None,
+        })
+    return out

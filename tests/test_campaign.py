@@ -57,3 +57,16 @@ def test_time_based_checkpoints_and_bad_durations(monkeypatch):
     saves.clear()
     run_campaign(smoke(seed=2), minutes=10)  # every 10 minutes: only the validations (every 10 steps) save
     assert saves == [10, 20]
+
+
+def test_status_and_the_readme_row_come_from_the_files(tmp_path):
+    from htlib.campaign import status
+    from htlib.tools.readme import render_campaign
+
+    assert "No campaign started yet" in render_campaign([])
+    run_campaign(smoke(), minutes=1e-4)
+    (found,) = status(tmp_path / "runs" / "ci")
+    assert found["steps"] < found["total_steps"] == 20 and found["total_episodes"] == 80
+    assert found["segments"] == 1 and found["result"] is None and found["split_scheme"] == "paper"
+    row = render_campaign([found])
+    assert f"| `{found['name']}` | `paper` | {found['episodes']} of 80 (" in row and "| – |" in row

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from htlib.campaign import status as campaign_status
 from htlib.data.paths import PROJECT_ROOT
 from htlib.data.protocols import PROTOCOLS
 from htlib.errors import UserError
@@ -66,6 +67,7 @@ class Results:
     bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
     recipe: dict[str, pd.DataFrame]  # the recipe study's tables, by profile (those that exist)
     fidelity: dict[str, pd.DataFrame]  # the fidelity study's tables at PROFILE, by protocol (those that exist)
+    campaigns: list[dict]  # htlib.campaign.status of results/runs/campaign
     paper_test_tasks: int  # test tasks behind the paper's numbers
 
 
@@ -534,6 +536,22 @@ def render_fidelity(tables: dict[str, pd.DataFrame]) -> str:
     return "\n\n".join(parts)
 
 
+def render_campaign(campaigns: list[dict]) -> str:
+    """Where the CPU campaign stands (htlib.campaign.status), against the paper's budget."""
+    if not campaigns:
+        return _wrap("No campaign started yet: `python -m htlib campaign --minutes M` trains one (protocol `paper` "
+                     "by default) and resumes it at every later call.")
+    rows = []
+    for c in campaigns:
+        best = "–" if c["best_val_accuracy"] is None else (
+            f"{100 * c['best_val_accuracy']:.1f}% at {c['best_at_episodes']:,} episodes")
+        test = "–" if c["result"] is None else f"{100 * c['result']['test_accuracy']:.1f} ± {100 * c['result']['ci95']:.1f}%"
+        rows.append([f"`{c['name']}`", f"`{c['split_scheme']}`",
+                     f"{c['episodes']:,} of {c['total_episodes']:,} ({100 * c['episodes'] / c['total_episodes']:.1f}%)",
+                     best, test, f"{c['segments']} in {c['hours']:.1f} h", _list(c["cpus"])])
+    return "\n".join(_table(["run", "split", "episodes trained", "best validation", "test", "segments", "CPUs"], rows))
+
+
 def _search(pattern: str, text: str, what: str) -> str:
     found = re.search(pattern, text, re.MULTILINE)
     if not found:
@@ -566,6 +584,7 @@ def load(root: Path = PROJECT_ROOT) -> Results:
                 if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
         fidelity={p: pd.read_csv(results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv") for p in PROTOCOLS
                   if (results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv").is_file()},
+        campaigns=campaign_status(results / "runs" / "campaign"),
         paper_test_tasks=int(tasks.group(1)))
 
 
@@ -580,6 +599,7 @@ def render(results: Results) -> dict[str, str]:
         "speed": render_speed(results.bench),
         "recipe": render_recipe(results.recipe),
         "fidelity": render_fidelity(results.fidelity),
+        "campaign": render_campaign(results.campaigns),
     }
 
 
