@@ -247,7 +247,8 @@ def test_wrong_types_from_papermill_are_refused():
 def test_help_shows_every_option_with_a_meaning_and_its_default():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"download", "notebooks", "readme", "train", "eval", "bench", "sweep", "semi", "recipe"}
+    assert set(commands) == {"download", "notebooks", "readme", "train", "eval", "bench", "sweep", "semi", "recipe",
+                             "campaign"}
     for name, sub in commands.items():
         text = sub.format_help()
         for action in sub._actions:
