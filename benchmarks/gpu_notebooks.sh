@@ -108,36 +108,29 @@ PY
     if [ $rc = 0 ]; then ran+=("$OUT/notebooks/$name"); else failed+=("$name"); fi
   done
 
-  nbval_rc=0
-  if [ "$NBVAL" = 0 ] || [ ${#ran[@]} = 0 ]; then
-    echo "== nbval: skipped"
-  elif [ "$(left)" -lt 30 ]; then
-    echo "== nbval: skipped, $(left) s left"; nbval_rc=1
-  else
-    echo "== nbval (as make nbval; speed figures sanitized): ${ran[*]##*/}, at most $(left) s"
-    start=$SECONDS
-    timeout "$(left)" $PY -m pytest -q --nbval-lax -p no:cacheprovider -c pyproject.toml --rootdir "$PWD" \
-      --nbval-sanitize-with tests/nbval_sanitize.cfg "${ran[@]}"
-    nbval_rc=$?
-    echo "== nbval: exit $nbval_rc after $((SECONDS - start)) s"
-  fi
+  # nbval_step LABEL SKIP MODE FILES...: one nbval run within the time left; sets step_rc
+  nbval_step() {
+    local label=$1 skip=$2 mode=$3; shift 3
+    step_rc=0
+    if [ "$skip" = 1 ]; then echo "== $label: skipped"; return; fi
+    if [ "$(left)" -lt 30 ]; then echo "== $label: skipped, $(left) s left"; step_rc=1; return; fi
+    echo "== $label: ${*##*/}, at most $(left) s"
+    local start=$SECONDS
+    # the inline backend, as the committed figures were made (Agg would show no figure at all)
+    timeout "$(left)" env -u MPLBACKEND $PY -m pytest -q "$mode" -p no:cacheprovider -c pyproject.toml \
+      --rootdir "$PWD" --nbval-sanitize-with tests/nbval_sanitize.cfg "$@"
+    step_rc=$?
+    echo "== $label: exit $step_rc after $((SECONDS - start)) s"
+  }
+  skip=0; { [ "$NBVAL" = 0 ] || [ ${#ran[@]} = 0 ]; } && skip=1
+  nbval_step "nbval (as make nbval)" "$skip" --nbval-lax "${ran[@]}"
+  nbval_rc=$step_rc
   # The committed notebooks (profile quick, device "auto": the GPU here) under strict nbval, as
   # `make nbval-committed` runs them: numbers read from results/ must match exactly, live ones are
   # marked ≈ and masked (README, "Testing").
-  committed_rc=0
-  if [ "$NBVAL" = 0 ]; then
-    echo "== nbval-committed: skipped"
-  elif [ "$(left)" -lt 30 ]; then
-    echo "== nbval-committed: skipped, $(left) s left"; committed_rc=1
-  else
-    echo "== nbval-committed (strict): notebooks/0*.ipynb, at most $(left) s"
-    start=$SECONDS
-    # the inline backend, as the committed figures were made (Agg would show no figure at all)
-    timeout "$(left)" env -u MPLBACKEND $PY -m pytest -q --nbval -p no:cacheprovider -c pyproject.toml \
-      --rootdir "$PWD" --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/0*.ipynb
-    committed_rc=$?
-    echo "== nbval-committed: exit $committed_rc after $((SECONDS - start)) s"
-  fi
+  skip=0; [ "$NBVAL" = 0 ] && skip=1
+  nbval_step "nbval-committed (strict)" "$skip" --nbval notebooks/0*.ipynb
+  committed_rc=$step_rc
   echo "== ran ${#ran[@]}: ${ran[*]##*/}; failed ${#failed[@]}: ${failed[*]:-none}; nbval exit $nbval_rc; nbval-committed exit $committed_rc; $SECONDS s in all"
   date -u
   [ ${#failed[@]} = 0 ] && [ $nbval_rc = 0 ] && [ $committed_rc = 0 ]
