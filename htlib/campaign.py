@@ -11,6 +11,9 @@ folder what the next session and a reader need, small enough to commit:
 - ``model.pt``: the best weights on validation so far (``htlib.train.load_trained`` loads them);
 - ``segments.csv``: one row per segment, with the steps it trained, its speed and the machine
   (CPU model, kernel capability, threads), since segments may run on different CPUs;
+- ``tests.csv``: the best weights so far tested at the end of every segment, on the protocol's
+  test episodes, at 1 shot (as trained) and at 5 shots (the 1-shot model given more support
+  images): the current test accuracy, and how it grows with the episodes;
 - ``config.json``; and ``result.json`` with the test accuracy once the last step is trained.
 
 The folder is ``results/runs/campaign/<run name>/`` (htlib.runs): its name spells out the protocol
@@ -40,6 +43,9 @@ from htlib.utils import write_atomic, write_text_atomic
 
 SEGMENT_COLUMNS = ["started_utc", "ended_utc", "from_step", "to_step", "episodes", "wall_seconds",
                    "episodes_per_second", "cpu", "capability", "threads", "device", "torch_version", "code"]
+TEST_COLUMNS = ["tested_utc", "step", "episodes", "best_at_episodes", "best_val_accuracy", "shots",
+                "test_accuracy", "ci95", "test_episodes", "cpu", "code"]
+TEST_SHOTS = (1, 5)  # trained at 1 shot; the paper also reports 5 shots (98.8% on Omniglot)
 
 
 @dataclass
@@ -89,6 +95,7 @@ def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0,
         else:
             best = trainer.best_state if trainer.best_state is not None else trainer.model.state_dict()
             checkpoints.save(best, run.folder / "model.pt")
+        record_tests(trainer)
         episodes = (trainer.step - first) * trainer.cfg.episodes_per_step
         row = {"started_utc": started.isoformat(timespec="seconds"),
                "ended_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -101,6 +108,48 @@ def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0,
           f"({trainer.step * trainer.cfg.episodes_per_step:,} episodes), best validation "
           f"{trainer.best_val:.3f}", flush=True)
     return row
+
+
+def retest(spec: CampaignSpec) -> list[dict]:
+    """Test the campaign's best weights so far (from its checkpoint) and append the rows to
+    tests.csv: for a segment whose own test did not run, or to test again after a change."""
+    from htlib.train import Trainer
+
+    run = spec.run()
+    with run_lock(run.folder):
+        trainer = Trainer(run)
+        if not trainer.restore():
+            raise ConfigError(f"No campaign checkpoint in {run.folder}: train a segment first "
+                              f"(`python -m htlib campaign --minutes M`).")
+        return record_tests(trainer)
+
+
+def record_tests(trainer) -> list[dict]:
+    """The best-on-validation weights tested at each of TEST_SHOTS; rows appended to tests.csv."""
+    folder, cfg = trainer.run_dir, trainer.cfg
+    best = best_validation(folder)
+    rows = []
+    for shots in TEST_SHOTS:
+        accuracy = trainer.test(shots=shots)
+        rows.append({"tested_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "step": trainer.step,
+                     "episodes": trainer.step * cfg.episodes_per_step,
+                     "best_at_episodes": None if best is None else int(best["episodes"]),
+                     "best_val_accuracy": None if best is None else float(best["val_accuracy"]),
+                     "shots": shots, "test_accuracy": accuracy.accuracy, "ci95": accuracy.ci95,
+                     "test_episodes": accuracy.episodes, "cpu": cpu_model(), "code": code_version()})
+        print(f"campaign test at {rows[-1]['episodes']:,} episodes: {accuracy}", flush=True)
+    _append_rows(folder / "tests.csv", rows, TEST_COLUMNS)
+    return rows
+
+
+def best_validation(folder: Path) -> pd.Series | None:
+    """The metrics.csv row of the best validation accuracy so far (None before the first)."""
+    path = Path(folder) / "metrics.csv"  # none before the first log point
+    if not path.is_file():
+        return None
+    metrics = pd.read_csv(path)
+    val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else metrics.iloc[:0]
+    return val.loc[val["val_accuracy"].idxmax()] if len(val) else None
 
 
 def code_version() -> str:
@@ -119,14 +168,26 @@ def code_version() -> str:
 
 def segments(folder: str | Path) -> pd.DataFrame:
     """The campaign's segments so far (empty before the first)."""
-    path = Path(folder) / "segments.csv"
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=SEGMENT_COLUMNS)
+    return _read_rows(Path(folder) / "segments.csv", SEGMENT_COLUMNS)
+
+
+def campaign_tests(folder: str | Path) -> pd.DataFrame:
+    """The campaign's tests so far, one row per test and shot count (empty before the first)."""
+    return _read_rows(Path(folder) / "tests.csv", TEST_COLUMNS)
+
+
+def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=columns)
 
 
 def _append_segment(folder: Path, row: dict) -> None:
-    before, new = segments(folder), pd.DataFrame([row], columns=SEGMENT_COLUMNS)
+    _append_rows(folder / "segments.csv", [row], SEGMENT_COLUMNS)
+
+
+def _append_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
+    before, new = _read_rows(path, columns), pd.DataFrame(rows, columns=columns)
     table = pd.concat([before, new], ignore_index=True) if len(before) else new
-    write_atomic(folder / "segments.csv", lambda tmp: table.to_csv(tmp, index=False))
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def status(root: str | Path) -> list[dict]:
@@ -135,11 +196,8 @@ def status(root: str | Path) -> list[dict]:
     out = []
     for folder in sorted(f for f in Path(root).glob("*") if (f / "config.json").is_file()):
         config = json.loads((folder / "config.json").read_text())
-        parts = segments(folder)
-        metrics_path = folder / "metrics.csv"  # none before the first log point
-        metrics = pd.read_csv(metrics_path) if metrics_path.is_file() else pd.DataFrame(columns=["step", "val_accuracy"])
-        val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else metrics.iloc[:0]
-        best = val.loc[val["val_accuracy"].idxmax()] if len(val) else None
+        parts, best, tested = segments(folder), best_validation(folder), campaign_tests(folder)
+        latest = tested[tested["step"] == tested["step"].max()] if len(tested) else tested
         steps = int(parts["to_step"].max()) if len(parts) else 0
         result = folder / "result.json"
         out.append({
@@ -151,5 +209,8 @@ def status(root: str | Path) -> list[dict]:
             "segments": len(parts), "cpus": sorted(set(parts["cpu"])) if len(parts) else [],
             "hours": round(float(parts["wall_seconds"].sum()) / 3600, 2) if len(parts) else 0.0,
             "result": json.loads(result.read_text()) if result.is_file() else None,
+            # the latest test of the best weights so far: {shots: (accuracy, ci95, at episodes)}
+            "tests": {int(r.shots): (float(r.test_accuracy), float(r.ci95), int(r.episodes))
+                      for r in latest.itertuples()},
         })
     return out

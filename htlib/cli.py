@@ -204,13 +204,19 @@ def _recipe(args: argparse.Namespace) -> None:
 
 
 def _campaign(args: argparse.Namespace) -> None:
-    from htlib.campaign import CampaignSpec, run_campaign
+    from htlib.campaign import CampaignSpec, retest, run_campaign
 
+    if (args.minutes is None) == (not args.test_only):
+        raise ConfigError("campaign needs --minutes M (train a segment, then test) or --test-only "
+                          "(test the best weights so far), not both.")
     model_options = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _) in MODEL_OPTIONS.items()
                      if getattr(args, flag.replace("-", "_")) is not None}
     spec = CampaignSpec(protocol=args.protocol or "paper", model_options=model_options, seed=args.seed,
                         data_dir=args.data_dir, device=args.device, profile=args.profile)
-    run_campaign(spec, args.minutes, args.save_minutes, progress=not args.no_progress)
+    if args.test_only:
+        retest(spec)
+    else:
+        run_campaign(spec, args.minutes, args.save_minutes, progress=not args.no_progress)
 
 
 def _readme(args: argparse.Namespace) -> None:
@@ -327,9 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(commands, "campaign", help="train the long campaign run toward 4M episodes for a while, "
                                              "resuming it; checkpoints, curve, best model, one segment row")
     _add(p, "profile", "protocol", "data-dir", "device", "seed", "no-progress",
-         profile=dict(default="campaign", help="the budget (campaign: 4M episodes; ci: a smoke run)"))
+         profile=dict(default="campaign", help="the budget (campaign: 4M episodes; ci: a smoke run)"),
+         protocol=dict(default=None, choices=list(PROTOCOLS), help="the episodes as one name "
+                       "(htlib.data.protocols): paper (default here: the reference's split, on which "
+                       "the 96.2%% is measured) | vinyals"))
     _add_model_options(p)
-    p.add_argument("--minutes", type=float, required=True, help="train at most this long, then stop cleanly")
+    p.add_argument("--minutes", type=float, default=None, help="train at most this long, then stop cleanly "
+                                                                 "and test the best weights at 1 and 5 shots")
+    p.add_argument("--test-only", action="store_true", help="train nothing: test the best weights so far "
+                                                             "(a row per shot count in tests.csv)")
     p.add_argument("--save-minutes", type=float, default=10.0, help="checkpoint at least this often (10)")
     p.set_defaults(func=_campaign)
 

@@ -220,3 +220,30 @@ def recipe_curves(curves: dict, ways: int, title: str = "the recipe study's lear
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def campaign_curve(metrics, tests, paper: dict[int, float], paper_episodes: int,
+                   title: str = "the campaign") -> plt.Figure:
+    """The campaign so far against the paper's budget: training and validation accuracy, the
+    tests of the best weights (one marker per shot count) and the paper's accuracies (dashed), on
+    a log axis of training episodes that ends at the paper's budget."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(metrics["episodes"], metrics["accuracy"], lw=1, color="tab:blue", alpha=0.7, label="training episodes")
+    val = metrics.dropna(subset=["val_accuracy"])
+    ax.plot(val["episodes"], val["val_accuracy"], marker="o", markersize=3, color="tab:orange",
+            label="validation episodes")
+    colors = dict(zip(sorted(set(paper) | set(tests["shots"])), ("black", "tab:green", "tab:red", "tab:purple")))
+    for shots, rows in tests.groupby("shots"):
+        ax.errorbar(rows["episodes"], rows["test_accuracy"], yerr=rows["ci95"], fmt="s", color=colors[shots],
+                    capsize=3, label=f"test, {shots}-shot (best weights)")
+    for shots, accuracy in paper.items():
+        ax.axhline(accuracy / 100, color=colors[shots], ls="--", lw=1)
+        ax.text(paper_episodes, accuracy / 100, f"paper, {shots}-shot ", ha="right", va="bottom",
+                color=colors[shots], fontsize=8)
+    ax.axvline(paper_episodes, color="grey", ls=":", lw=1)
+    ax.set(xscale="log", xlim=(max(1, metrics["episodes"].min()), paper_episodes * 1.2),
+           xlabel="training episodes (the dotted line: the paper's budget)", ylabel="query accuracy")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

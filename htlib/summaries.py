@@ -189,3 +189,30 @@ def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str) -> str:
         lines.append(f"**The reference's choices on `{protocol}`** (each arm minus that protocol's baseline, in "
                      f"points, with the 95% CI of the test episodes): " + "; ".join(parts) + ".")
     return "\n".join(f"* {line}" for line in lines)
+
+
+def campaign_summary(campaign: dict) -> str:
+    """Where one campaign stands (a row of htlib.campaign.status), against the paper's numbers for
+    Omniglot 20-way at 1 and 5 shots and its 4M training episodes: Markdown bullets."""
+    from htlib.report import PAPER_REPORTED
+
+    c = campaign
+    machines = f" ({', '.join(c['cpus'])})" if c["cpus"] else ""
+    lines = [f"**Budget.** {c['episodes']:,} of the paper's {PAPER_EPISODES:,} training episodes "
+             f"({c['episodes'] / PAPER_EPISODES:.1%}), in {c['segments']} segment{'s' if c['segments'] != 1 else ''} "
+             f"and {c['hours']:.1f} CPU hours{machines}, on the `{c['split_scheme']}` split."]
+    if c["best_val_accuracy"] is not None:
+        lines.append(f"**Validation.** Best so far {100 * c['best_val_accuracy']:.1f}% at "
+                     f"{c['best_at_episodes']:,} episodes.")
+    for shots, (accuracy, ci95, episodes) in sorted(c["tests"].items()):
+        paper = PAPER_REPORTED[("omniglot", 20, shots)]["HT (paper)"]
+        trained = "as trained" if shots == 1 else "the 1-shot model given 5 support images per class"
+        lines.append(f"**Test, {shots}-shot** ({trained}): {100 * accuracy:.1f} ± {100 * ci95:.1f}% with the best "
+                     f"weights after {episodes:,} episodes, {paper - 100 * accuracy:.1f} points below the paper's "
+                     f"{paper}%.")
+    if not c["tests"]:
+        lines.append("No test yet: the first segment's end tests the best weights.")
+    if c["result"] is not None:
+        lines.append(f"**Finished.** Final test {100 * c['result']['test_accuracy']:.1f} ± "
+                     f"{100 * c['result']['ci95']:.1f}%.")
+    return "\n".join(f"* {line}" for line in lines)

@@ -359,17 +359,17 @@ class Trainer:
         return interrupted
 
     def test(self, episodes: int | None = None, unlabelled: int | None = None,
-             distractors: int | None = None) -> Accuracy:
+             distractors: int | None = None, shots: int | None = None) -> Accuracy:
         """Accuracy of the best-on-validation weights over test episodes (same episodes for all methods).
 
-        `unlabelled` and `distractors` override the training values: the support set at test may
-        hold another number of unlabelled samples than in training.
+        `unlabelled`, `distractors` and `shots` override the training values: the support set at
+        test may hold another number of unlabelled samples, or of labelled ones, than in training.
         """
         cfg = self.cfg
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         test_data = load_split(cfg.dataset, "test", cfg.data_dir, split_scheme=cfg.split_scheme)
-        sampler = EpisodeSampler(test_data, cfg.ways, cfg.shots, cfg.queries,
+        sampler = EpisodeSampler(test_data, cfg.ways, cfg.shots if shots is None else shots, cfg.queries,
                                  cfg.unlabelled if unlabelled is None else unlabelled,
                                  cfg.distractors if distractors is None else distractors,
                                  batch_size=cfg.test_batch_size or min(cfg.episodes_per_step * 2, 64),

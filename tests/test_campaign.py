@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from htlib.campaign import SEGMENT_COLUMNS, CampaignSpec, run_campaign, segments
+from htlib.campaign import SEGMENT_COLUMNS, TEST_COLUMNS, CampaignSpec, run_campaign, campaign_tests, retest, segments
 from htlib.errors import ConfigError
 from htlib.train import Trainer, load_trained, train
 
@@ -40,6 +40,13 @@ def test_segments_resume_bit_for_bit_and_record_the_machine(tmp_path):
     assert table["cpu"].str.len().min() > 0 and set(table["capability"]) <= {"AVX512", "AVX2", "DEFAULT", "ZVECTOR"}
     assert table["code"].str.len().min() >= 7  # the commit that trained each segment
     assert (folder / "result.json").is_file()
+    tested = campaign_tests(folder)  # the best weights tested after each segment, at 1 and 5 shots
+    assert list(tested.columns) == TEST_COLUMNS and list(tested["shots"]) == [1, 5, 1, 5]
+    assert list(tested["step"]) == [first["to_step"]] * 2 + [20] * 2
+    assert tested["test_accuracy"].between(0, 1).all() and (tested["test_episodes"] > 0).all()
+    final = json.loads((folder / "result.json").read_text())
+    assert tested["test_accuracy"].iloc[2] == final["test_accuracy"]  # the same weights, the same episodes
+    assert tested["test_accuracy"].iloc[3] != tested["test_accuracy"].iloc[2]  # 5 shots: other episodes
     straight = train(spec.config(), tmp_path / "straight", progress=False)
     resumed = pd.read_csv(folder / "metrics.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(resumed, straight.metrics.drop(columns="seconds"))  # same process, same machine
@@ -68,5 +75,27 @@ def test_status_and_the_readme_row_come_from_the_files(tmp_path):
     (found,) = status(tmp_path / "runs" / "ci")
     assert found["steps"] < found["total_steps"] == 20 and found["total_episodes"] == 80
     assert found["segments"] == 1 and found["result"] is None and found["split_scheme"] == "paper"
+    assert set(found["tests"]) == {1, 5} and found["tests"][1][2] == found["episodes"]
     row = render_campaign([found])
-    assert f"| `{found['name']}` | `paper` | {found['episodes']} of 80 (" in row and "| – |" in row
+    one, five = (f"{100 * found['tests'][k][0]:.1f} ± {100 * found['tests'][k][1]:.1f}%" for k in (1, 5))
+    assert f"| `{found['name']}` | `paper` | {found['episodes']} of 80 (" in row
+    assert f"| {one} | {five} | – |" in row  # tested now at 1 and 5 shots; no final test yet
+
+
+def test_testing_alone_needs_a_checkpoint_and_appends_rows(tmp_path):
+    with pytest.raises(ConfigError, match="No campaign checkpoint"):
+        retest(smoke(seed=3))
+    run_campaign(smoke(seed=3), minutes=1e-4)
+    folder = smoke(seed=3).run().folder
+    again = retest(smoke(seed=3))
+    table = campaign_tests(folder)
+    assert len(table) == 4 and [r["shots"] for r in again] == [1, 5]
+    assert table["test_accuracy"].iloc[:2].tolist() == table["test_accuracy"].iloc[2:].tolist()  # same weights
+
+
+def test_the_command_wants_minutes_or_test_only(capsys):
+    from htlib.cli import main
+
+    for argv in (["campaign"], ["campaign", "--minutes", "1", "--test-only"]):
+        assert main(argv) == 2
+        assert "--minutes M" in capsys.readouterr().err

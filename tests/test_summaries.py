@@ -113,3 +113,43 @@ def test_recipe_curves_draws_one_line_per_arm_and_the_chance_levels():
     loss_ax, val_ax = fig.axes
     assert len(loss_ax.lines) == 3 and len(val_ax.lines) == 3  # two arms + the chance line
     assert loss_ax.lines[-1].get_ydata()[0] == pytest.approx(2.9957, abs=1e-4)
+
+
+def _campaign(**changes) -> dict:
+    found = {"name": "ht-all-x", "split_scheme": "paper", "steps": 5000, "total_steps": 250000, "episodes": 80000,
+             "total_episodes": 4000000, "best_val_accuracy": 0.85, "best_at_episodes": 40000, "segments": 2,
+             "cpus": ["cpu A", "cpu B"], "hours": 1.25, "result": None,
+             "tests": {1: (0.9012, 0.0052, 80000), 5: (0.9634, 0.002, 80000)}}
+    return {**found, **changes}
+
+
+def test_campaign_summary_states_budget_and_gaps_to_the_paper():
+    from htlib.summaries import campaign_summary
+
+    text = campaign_summary(_campaign())
+    assert "80,000 of the paper's 4,000,000 training episodes (2.0%), in 2 segments and 1.2 CPU hours " \
+           "(cpu A, cpu B), on the `paper` split" in text
+    assert "Best so far 85.0% at 40,000 episodes" in text
+    assert "**Test, 1-shot** (as trained): 90.1 ± 0.5% with the best weights after 80,000 episodes, 6.1 " \
+           "points below the paper's 96.2%" in text
+    assert "**Test, 5-shot**" in text and "2.5 points below the paper's 98.8%" in text
+    fresh = campaign_summary(_campaign(tests={}, best_val_accuracy=None, segments=1, cpus=[], episodes=0))
+    assert "No test yet" in fresh and "in 1 segment and" in fresh and "()" not in fresh and "Validation" not in fresh
+
+
+def test_campaign_curve_shows_tests_and_the_paper_on_a_log_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from htlib.plots import campaign_curve
+
+    metrics = pd.DataFrame({"episodes": [16000, 32000, 48000], "accuracy": [0.5, 0.7, 0.8],
+                            "val_accuracy": [float("nan"), 0.6, 0.75]})
+    tests = pd.DataFrame({"episodes": [48000, 48000], "shots": [1, 5], "test_accuracy": [0.7, 0.8], "ci95": [0.01] * 2})
+    fig = campaign_curve(metrics, tests, {1: 96.2, 5: 98.8}, 4_000_000)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and ax.get_xlim()[1] > 4_000_000
+    dashed = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
+    assert dashed == pytest.approx([0.962, 0.988])
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"test, 1-shot (best weights)",
+                                                                  "test, 5-shot (best weights)"}

@@ -545,11 +545,14 @@ def render_campaign(campaigns: list[dict]) -> str:
     for c in campaigns:
         best = "–" if c["best_val_accuracy"] is None else (
             f"{100 * c['best_val_accuracy']:.1f}% at {c['best_at_episodes']:,} episodes")
-        test = "–" if c["result"] is None else f"{100 * c['result']['test_accuracy']:.1f} ± {100 * c['result']['ci95']:.1f}%"
+        tests = {shots: "–" if shots not in c["tests"] else
+                 f"{100 * c['tests'][shots][0]:.1f} ± {100 * c['tests'][shots][1]:.1f}%" for shots in (1, 5)}
+        final = "–" if c["result"] is None else f"{100 * c['result']['test_accuracy']:.1f} ± {100 * c['result']['ci95']:.1f}%"
         rows.append([f"`{c['name']}`", f"`{c['split_scheme']}`",
                      f"{c['episodes']:,} of {c['total_episodes']:,} ({100 * c['episodes'] / c['total_episodes']:.1f}%)",
-                     best, test, f"{c['segments']} in {c['hours']:.1f} h", _list(c["cpus"])])
-    return "\n".join(_table(["run", "split", "episodes trained", "best validation", "test", "segments", "CPUs"], rows))
+                     best, tests[1], tests[5], final, f"{c['segments']} in {c['hours']:.1f} h", _list(c["cpus"])])
+    return "\n".join(_table(["run", "split", "episodes trained", "best validation", "test now, 1-shot",
+                              "test now, 5-shot", "final test", "segments", "CPUs"], rows))
 
 
 def _search(pattern: str, text: str, what: str) -> str:
