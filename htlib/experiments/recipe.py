@@ -130,6 +130,16 @@ FIDELITY_ARMS: dict[str, Arm] = {
                          "warm-up (clip kept); a QUARTER of the episode budget, about the baseline's CPU time",
                          {**_model(**REFERENCE_MODEL), **REFERENCE_OPTIMISATION}, budget=1 / 4),
     "sgd-reference": ARMS["sgd-reference"],
+    # Why does reference-all stay at chance while sgd-reference (this project's model, the same SGD)
+    # leaves it? Under plain SGD a step is lr x gradient, so the start's scale matters as it does not
+    # under AdamW: these two split the reference's model into its initialisation and the rest.
+    "sgd-glorot": Arm("the reference's optimisation (as sgd-reference) with glorot-uniform weights and zero "
+                      "biases; a QUARTER of the episode budget",
+                      {**_model(init="glorot"), **REFERENCE_OPTIMISATION}, budget=1 / 4),
+    "reference-all-torch-init": Arm("reference-all with PyTorch's initialisation instead of glorot-uniform; a "
+                                    "QUARTER of the episode budget",
+                                    {**_model(**{**REFERENCE_MODEL, "init": "torch"}), **REFERENCE_OPTIMISATION},
+                                    budget=1 / 4),
 }
 STUDIES = {"recipe": ARMS, "fidelity": FIDELITY_ARMS}
 
