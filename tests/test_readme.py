@@ -71,9 +71,21 @@ def test_the_speed_section_follows_the_bench_table():
                           {**row("compile", 0.0), "error": "OutOfMemoryError: CUDA out of memory"}])
     table.loc[:1, "error"] = None
     text = _flat(render_speed({"bench_gpu.csv": table}))
-    assert "`python -m htlib bench` on one H100 (16 threads" in text
-    assert "| 16 | `new` | 10 | 2,000 | 4.00x | 720.0 | 240.0% |" in text
-    assert "| 16 | `compile` | failed: OutOfMemoryError: CUDA out of memory |" in text
+    assert "`python -m htlib bench` on one H100, 16 threads" in text
+    # a file from before the C, median and untuned columns: those cells stay empty
+    assert "| 16 | | `new` | 10 | 2,000 | | | 4.00x | | 0.360 | 720.0 | 240.0% |" in text
+    assert "| 16 | | `compile` | failed: OutOfMemoryError: CUDA out of memory |" in text
+
+    def cpu_row(setting, rate, channels):
+        return {**row(setting, rate), "device": "cpu", "memory_kind": "CPU RSS growth over setup", "threads": 2,
+                "cpu": "Some CPU", "capability": "AVX2", "channels": channels, "episodes_per_second_median": rate - 5,
+                "episodes_per_second_slowest": rate - 10}
+    cpu = pd.DataFrame([cpu_row("untuned", 100.0, 8), cpu_row("new", 110.0, 8), cpu_row("untuned", 50.0, 32),
+                        cpu_row("new", 60.0, 32)]).assign(date=["2026-12-04"] * 3 + ["2026-12-05"])
+    text = _flat(render_speed({"bench_cpu.csv": cpu}))
+    assert "on Some CPU (AVX2), 2 threads, torch 2.9, 2026-12-04 to 2026-12-05" in text
+    assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text  # each C against its own untuned
+    assert "| 16 | 32 | `new` | 10 | 60 | 55 | 50 | | 1.20x |" in text
 
 
 def test_the_recipe_section_follows_the_table():

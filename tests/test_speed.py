@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import platform
 
 import pytest
 import torch
@@ -145,3 +146,73 @@ def test_local_features_stay_finite_under_cpu_bf16_autocast():
             features.zero_grad(set_to_none=True)
     finally:
         torch.set_num_threads(threads)
+
+
+def _in_fresh_process(code: str, **env: str) -> str:
+    """Run `code` in a new Python (the allocator setting is process-wide) and return its stdout."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+_PAGE_FAULTS = """
+import resource, torch
+from htlib import speed
+speed.tune_backends(torch.device("cpu"))
+for _ in range(3):  # warm: the first allocations fault whatever the setting
+    torch.empty(10_000_000).fill_(1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):  # a 40 MB buffer freed and allocated again, as a training step does
+    torch.empty(10_000_000).fill_(1.0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator tuning is for glibc only")
+def test_cpu_tuning_stops_the_page_faults_of_reallocated_buffers_and_the_switch_turns_it_off():
+    """A 40 MB buffer is 9,800 pages, above the largest size glibc ever serves from its heap (32 MB):
+    glibc unmaps it on free and faults every page in again on the next first touch; tuned, the block
+    stays in the heap and is reused without a fault. (Smaller buffers fault through glibc's trimming
+    of the heap's top, which depends on the order of frees; a training step has both.)"""
+    untuned = int(_in_fresh_process(_PAGE_FAULTS, HTLIB_CPU_TUNING="0"))
+    tuned = int(_in_fresh_process(_PAGE_FAULTS, HTLIB_CPU_TUNING="1"))
+    assert untuned > 20 * 9000, untuned  # every round faults (nearly) every page
+    assert tuned < 2000, tuned
+
+
+_STEP_LOSSES = """
+import sys, torch
+sys.path.insert(0, "tests")
+from test_train import tiny
+from htlib.train import Trainer
+from htlib.models.checks import trusted_episodes
+torch.set_num_threads(1)
+trainer = Trainer(tiny(episodes_per_step=4), None)
+with trusted_episodes():
+    print([float(trainer.train_step()[0]).hex() for _ in range(3)])
+"""
+
+
+def test_cpu_tuning_leaves_the_training_numbers_bit_for_bit():
+    """Where memory comes from must not change the arithmetic: three steps, the same losses exactly
+    (the same machine, threads and capability in both processes)."""
+    assert _in_fresh_process(_STEP_LOSSES, HTLIB_CPU_TUNING="0") == _in_fresh_process(_STEP_LOSSES,
+                                                                                   HTLIB_CPU_TUNING="1")
+
+
+@pytest.mark.parametrize("system, libc", [("Darwin", ""), ("Linux", "musl"), ("Windows", "")])
+def test_cpu_tuning_changes_nothing_where_there_is_no_glibc(monkeypatch, system, libc):
+    """mallopt is glibc's: elsewhere the tuning reports False and calls into no C library."""
+    import ctypes
+
+    from htlib import speed
+
+    monkeypatch.setattr(platform, "system", lambda: system)
+    monkeypatch.setattr(platform, "libc_ver", lambda: (libc, ""))
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("a C library was loaded"))
+    assert speed.tune_allocator() is False

@@ -141,6 +141,15 @@ FIDELITY_ARMS: dict[str, Arm] = {
                                     {**_model(**{**REFERENCE_MODEL, "init": "torch"}), **REFERENCE_OPTIMISATION},
                                     budget=1 / 4),
 }
+# Neither half answers it (sgd-glorot leaves chance, reference-all-torch-init does not), so the rest
+# of the reference model is put under the same SGD one part at a time: "sgd+<part>" is sgd-reference
+# with that single model arm's change.
+SGD_PARTS = ["no-normalize", "no-tie-logits", "reference-extractors", "per-layer-embeddings", "no-match-qk",
+             "bn-eps-1e-3"]
+FIDELITY_ARMS.update({
+    f"sgd+{part}": Arm(f"the reference's optimisation (as sgd-reference) with {part} only; a QUARTER of the "
+                       "episode budget", {**FIDELITY_ARMS[part].overrides, **REFERENCE_OPTIMISATION}, budget=1 / 4)
+    for part in SGD_PARTS})
 STUDIES = {"recipe": ARMS, "fidelity": FIDELITY_ARMS}
 
 

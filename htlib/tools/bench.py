@@ -7,8 +7,10 @@ batch size B and one setting:
   batching episodes buys);
 - ``old``: the step as it was before the fast path: episodes sampled on the CPU and copied,
   per-parameter AdamW and clipping, label checks and two value reads (`.item()`) every step;
+- ``untuned``: ``new`` without the CPU tuning of htlib.speed (HTLIB_CPU_TUNING=0: glibc's
+  allocator defaults), the step as it was before that tuning;
 - ``new``: the default fast path: episodes sampled on the device, multi-tensor (GPU: fused)
-  AdamW and clipping, no value read until a log point;
+  AdamW and clipping, no value read until a log point, the CPU tuning;
 - ``bf16``, ``compile``, ``compile+bf16``: ``new`` plus those switches (htlib.speed).
 
 FLOPs of one episode are counted once, on the eager fp32 step, with torch.utils.flop_counter
@@ -25,18 +27,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing as mp
+import os
 import resource
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from htlib import cpu, speed
 from htlib.config import TrainConfig
 from htlib.evaluate import episode_logits, per_episode_accuracy
 from htlib.models.checks import trusted_episodes
 from htlib.utils import resolve_device
 
-SETTINGS = ("loop", "old", "new", "bf16", "compile", "compile+bf16")
+SETTINGS = ("loop", "old", "untuned", "new", "bf16", "compile", "compile+bf16")
+UNTUNED = ("loop", "old", "untuned")  # the settings timed without htlib.speed's CPU tuning
+# a row of the table is one measurement of this; a newer one replaces it (htlib.tools.bench.write_table)
+TABLE_KEY = ["device", "cpu", "threads", "channels", "episodes_per_step", "setting"]
 
 
 def _config(cfg: TrainConfig, setting: str, batch: int) -> TrainConfig:
@@ -100,6 +108,8 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
     from htlib.train import Trainer
 
     try:
+        if setting in UNTUNED:  # this process is the row's own (spawned), so the switch is its alone
+            os.environ[speed.CPU_TUNING_SWITCH] = "0"
         trainer = Trainer(cfg, None)
         device = trainer.device
         flops = flops_per_episode(trainer)
@@ -124,6 +134,7 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
                 _sync(device)
                 blocks.append(time.perf_counter() - start)
         seconds = min(blocks)
+        rates = [steps * cfg.episodes_per_step / block for block in blocks]
         peak_memory = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024)
         dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
@@ -133,6 +144,8 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
             "setting": setting, "episodes_per_step": cfg.episodes_per_step, "steps": steps, "repeats": repeats,
             "slowest_block_ratio": round(max(blocks) / min(blocks), 2),
             "episodes_per_second": round(rate, 1), "seconds_per_step": seconds / steps,
+            "episodes_per_second_median": round(statistics.median(rates), 1),
+            "episodes_per_second_slowest": round(min(rates), 1),
             "warmup_seconds": round(warmup_seconds, 1),
             "gflop_per_episode": flops / 1e9, "achieved_gflops": rate * flops / 1e9,
             "matmul_peak_gflops": peak / 1e9, "share_of_peak": rate * flops / peak,
@@ -140,6 +153,8 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
             "memory_per_episode_mib": round(peak_memory / cfg.episodes_per_step, 3),
             "memory_kind": "CUDA max allocated" if device.type == "cuda" else "CPU RSS growth over setup",
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "cpu": cpu.cpu_model(), "capability": cpu.capability(), "channels": cfg.channels,
+            "cpu_tuning": device.type == "cpu" and speed.cpu_tuning_enabled(),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
         })
     except Exception as exc:  # one failing setting (e.g. out of memory) must not lose the others
@@ -154,7 +169,8 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
     share of the matmul peak, peak memory. `report(row)` is called as each row is measured (default:
     print a line), so that a bench stopped by a time limit keeps the rows it finished.
 
-    At each B the rows run in SETTINGS order, and each row after `old` gets its speed-up over it."""
+    At each B the rows run in SETTINGS order, and each row gets its speed-up over `old` and over
+    `untuned` when those ran before it."""
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         from htlib.errors import ConfigError
@@ -164,7 +180,7 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
     ctx = mp.get_context("spawn")
     rows = []
     for batch in batches:
-        old_rate = None
+        base_rates: dict[str, float] = {}
         for setting in sorted(settings, key=SETTINGS.index):
             run_cfg = _config(base, setting, batch).resolved()
             queue = ctx.Queue()
@@ -173,8 +189,12 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
             row = queue.get()
             proc.join()
             if "error" not in row:
-                old_rate = row["episodes_per_second"] if setting == "old" else old_rate
-                row["speedup_over_old"] = round(row["episodes_per_second"] / old_rate, 2) if old_rate else None
+                for base_setting in ("old", "untuned"):  # only the bases timed before this row
+                    base_rate = base_rates.get(base_setting)
+                    row[f"speedup_over_{base_setting}"] = (round(row["episodes_per_second"] / base_rate, 2)
+                                                           if base_rate else None)
+                if setting in ("old", "untuned"):
+                    base_rates[setting] = row["episodes_per_second"]
             rows.append(row)
             (report or (lambda r: print(line(r), flush=True)))(row)
     return rows
@@ -184,15 +204,18 @@ def line(row: dict) -> str:
     """One row as a line of text."""
     if "error" in row:
         return f"B={row['episodes_per_step']:<5} {row['setting']:<13} failed: {row['error']}"
-    speedup = f" ({row['speedup_over_old']:.2f}x old)" if row.get("speedup_over_old") else ""
-    return (f"B={row['episodes_per_step']:<5} {row['setting']:<13} {row['episodes_per_second']:>10.1f} episodes/s"
+    speedup = "".join(f" ({row[f'speedup_over_{base}']:.2f}x {base})" for base in ("old", "untuned")
+                      if row.get(f"speedup_over_{base}"))
+    return (f"B={row['episodes_per_step']:<5} {row['setting']:<13} {row['episodes_per_second']:>10.1f} episodes/s "
+            f"(median {row['episodes_per_second_median']:.1f}, slowest {row['episodes_per_second_slowest']:.1f})"
             f"{speedup}, {row['achieved_gflops']:.1f} GFLOP/s = {100 * row['share_of_peak']:.1f}% of "
             f"{row['matmul_peak_gflops']:.0f}, {row['peak_memory_mib']:.0f} MiB")
 
 
 def write_table(rows: list[dict], path):
     """Add the rows, dated, to the CSV at `path` for the README's table (htlib.tools.readme); a row
-    for the same device, B and setting replaces the older one, so that benches can be run in parts."""
+    with the same TABLE_KEY (device, CPU, threads, C, B, setting) replaces the older one, so that
+    benches can be run in parts."""
     from datetime import date
     from pathlib import Path
 
@@ -201,11 +224,10 @@ def write_table(rows: list[dict], path):
     from htlib.utils import write_atomic
 
     table = pd.DataFrame(rows).assign(date=date.today().isoformat())
-    key = ["device", "episodes_per_step", "setting"]
     if Path(path).is_file():
         old = pd.read_csv(path)
-        table = pd.concat([old, table]).drop_duplicates(subset=key, keep="last")
+        table = pd.concat([old, table]).drop_duplicates(subset=TABLE_KEY, keep="last")
     order = {name: i for i, name in enumerate(SETTINGS)}
-    table = table.sort_values(key, key=lambda col: col.map(order) if col.name == "setting" else col)
+    table = table.sort_values(TABLE_KEY, key=lambda col: col.map(order) if col.name == "setting" else col)
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
     return Path(path)

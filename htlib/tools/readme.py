@@ -449,33 +449,55 @@ def render_gpu(log: str) -> str:
 
 
 def render_speed(tables: dict[str, pd.DataFrame]) -> str:
-    """The training-step benchmark tables (results/bench_*.csv): one table per file."""
+    """The training-step benchmark tables (results/bench_*.csv): one table per file. Older files lack
+    the CPU model, C, the median and the untuned setting: those cells stay empty."""
     parts = []
     for name, t in sorted(tables.items()):
         ok = t[t["error"].isna()] if "error" in t else t
         device = _one(ok.device, "device")
+        where = _on(device)
+        if device == "cpu" and "cpu" in ok:
+            where = f"{_one(ok.cpu, 'CPU model')} ({_one(ok.capability, 'CPU capability')})"
+        days = sorted(pd.unique(t.date))
         parts.append(_wrap(
-            f"`results/{name}`: `python -m htlib bench` on {_on(device)} ({_one(ok.threads, 'thread count')} "
-            f"threads, torch {_one(ok.torch, 'torch version')}, {_one(t.date, 'date')}), the reference task "
-            f"(20-way 1-shot, 60 queries, C = 8, all layers generated), each row the fastest of {_one(ok.repeats, 'repeats')} blocks of timed steps "
-            f"(other work on the machine slows a block down, never up). One episode costs {ok.gflop_per_episode.iloc[0]:.3f} GFLOP forward + backward; \"% of "
+            f"`results/{name}`: `python -m htlib bench` on {where}, {_one(ok.threads, 'thread count')} threads, "
+            f"torch {_one(ok.torch, 'torch version')}, {' to '.join(dict.fromkeys([days[0], days[-1]]))}. The "
+            f"reference task (20-way 1-shot, 60 queries, all layers generated) at the C of each row. Each row: "
+            f"{_one(ok.repeats, 'repeats')} blocks of timed steps in one process; episodes/s of the fastest block "
+            f"(other work on the machine slows a block down, never up), then the median and slowest. \"% of "
             f"peak\" compares the achieved FLOP rate with a large matmul of the same dtype measured in the same "
             f"process. Settings: `old` is the step before the fast path, `loop` the same one episode at a time, "
-            f"`new` the default fast path (episodes sampled on the device, multi-tensor AdamW, no per-step "
-            f"reads), `bf16` and `compile` add those switches (htlib.tools.bench). Memory: "
+            f"`untuned` the fast path without the CPU tuning (glibc's allocator defaults), `new` the default "
+            f"fast path (episodes sampled on the device, multi-tensor AdamW, no per-step reads, the CPU "
+            f"tuning), `bf16` and `compile` add those switches (htlib.tools.bench). Memory: "
             f"{_one(ok.memory_kind, 'memory kind')}, divided by B."))
+
+        def base_rate(r, setting):
+            same = ok[(ok.setting == setting) & (ok.episodes_per_step == r.episodes_per_step)]
+            if "channels" in ok:
+                same = same[same.channels == r.channels]
+            return same.episodes_per_second.iloc[0] if len(same) else None
+
+        def cell(value, fmt):
+            return "" if value is None or pd.isna(value) else format(value, fmt)
+
         rows = []
         for _, r in t.iterrows():
+            channels = cell(r.get("channels"), ".0f")
             if isinstance(r.get("error"), str):
-                rows.append([str(r.episodes_per_step), f"`{r.setting}`", "failed: " + r.error, "", "", "", "", ""])
+                rows.append([str(r.episodes_per_step), channels, f"`{r.setting}`", "failed: " + r.error]
+                            + [""] * 9)
                 continue
-            old = ok[(ok.setting == "old") & (ok.episodes_per_step == r.episodes_per_step)]
-            speedup = f"{r.episodes_per_second / old.episodes_per_second.iloc[0]:.2f}x" if len(old) else ""
-            rows.append([str(r.episodes_per_step), f"`{r.setting}`", str(r.steps), f"{r.episodes_per_second:,.0f}",
-                         speedup, f"{r.achieved_gflops:,.1f}", f"{100 * r.share_of_peak:.1f}%",
+            speedups = [f"{r.episodes_per_second / rate:.2f}x" if rate else ""
+                        for rate in (base_rate(r, "old"), base_rate(r, "untuned"))]
+            rows.append([str(r.episodes_per_step), channels, f"`{r.setting}`", str(r.steps),
+                         f"{r.episodes_per_second:,.0f}", cell(r.get("episodes_per_second_median"), ",.0f"),
+                         cell(r.get("episodes_per_second_slowest"), ",.0f"), *speedups,
+                         f"{r.gflop_per_episode:.3f}", f"{r.achieved_gflops:,.1f}", f"{100 * r.share_of_peak:.1f}%",
                          f"{r.memory_per_episode_mib:.2f}"])
-        parts.append("\n".join(_table(["B", "setting", "steps per block", "episodes/s", "vs old", "GFLOP/s",
-                                        "% of peak", "MiB per episode"], rows)))
+        parts.append("\n".join(_table(["B", "C", "setting", "steps per block", "episodes/s", "median", "slowest",
+                                        "vs old", "vs untuned", "GFLOP per episode", "GFLOP/s", "% of peak",
+                                        "MiB per episode"], rows)))
     return "\n\n".join(parts)
 
 
