@@ -158,10 +158,10 @@ def confirmation_summary(table: pd.DataFrame, gaps: pd.DataFrame | None, profile
                      f"accuracy, {own['wall_seconds'].mean() / 60:.0f} minutes.")
     return "\n".join(lines)
 
-def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str) -> str:
+def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str, ways: int = 20) -> str:
     """What the fidelity study says so far: the protocol's share and each reference choice's, as
     bullets computed from the tables (protocol -> results/fidelity_<protocol>_<profile>_*.csv),
-    against the paper's Omniglot 20-way 1-shot accuracy."""
+    against the paper's Omniglot 20-way 1-shot accuracy, then which arms plain SGD trains."""
     from htlib.report import PAPER_REPORTED, fidelity_table, protocol_gap
 
     paper_accuracy = PAPER_REPORTED[("omniglot", 20, 1)]["HT (paper)"] / 100
@@ -188,7 +188,33 @@ def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str) -> str:
                          f"({r[f'{protocol} verdict']}, {n} seed{'s' if n > 1 else ''})")
         lines.append(f"**The reference's choices on `{protocol}`** (each arm minus that protocol's baseline, in "
                      f"points, with the 95% CI of the test episodes): " + "; ".join(parts) + ".")
+    lines += [line for protocol, t in tables.items() if (line := _sgd_finding(t, protocol, ways))]
     return "\n".join(f"* {line}" for line in lines)
+
+
+def _sgd_finding(table: pd.DataFrame, protocol: str, ways: int) -> str | None:
+    """Which of the fidelity study's plain-SGD arms leave chance, and which part of the reference
+    model stalls SGD (from the `sgd+<part>` and `sgd-glorot` arms), or None without SGD runs."""
+    from htlib.experiments.recipe import FIDELITY_ARMS
+
+    sgd_arms = [arm for arm, a in FIDELITY_ARMS.items() if a.overrides.get("optimizer") == "sgd"]
+    accuracy = table[table.arm.isin(sgd_arms)].groupby("arm")["test_accuracy"].mean().reindex(sgd_arms).dropna()
+    if accuracy.empty:
+        return None
+    # A stalled run tests at chance, 1/N (its loss stays at ln N); at 20-way the runs that learn
+    # reach 15-18% within their quarter budget, so twice chance separates the two with room either way.
+    stalled = accuracy < 2 / ways
+    listed = {flag: ", ".join(f"`{arm}` {100 * acc:.1f}%" for arm, acc in accuracy[stalled == flag].items())
+              for flag in (False, True)}
+    text = (f"**Plain SGD on `{protocol}`** (B = 1, lr 0.02, a quarter of the episodes; chance {100 / ways:.1f}%): "
+            f"leave chance: {listed[False] or 'none'}; stay at it (under twice chance): {listed[True] or 'none'}.")
+    parts = {arm: stalled[arm] for arm in accuracy.index if arm.startswith("sgd+") or arm == "sgd-glorot"}
+    if parts and "reference-all" in stalled and stalled["reference-all"]:
+        culprits = [f"`{arm}`" for arm, flag in parts.items() if flag]
+        text += (f" Of the reference model's parts put alone under this SGD ({len(parts)} measured), "
+                 + (f"{', '.join(culprits)} stall{'s' if len(culprits) == 1 else ''} it." if culprits else
+                    "none stalls it: the stall of `reference-all` needs several of them together."))
+    return text
 
 
 def campaign_summary(campaign: dict) -> str:

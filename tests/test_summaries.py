@@ -153,3 +153,23 @@ def test_campaign_curve_shows_tests_and_the_paper_on_a_log_axis():
     assert dashed == pytest.approx([0.962, 0.988])
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"test, 1-shot (best weights)",
                                                                   "test, 5-shot (best weights)"}
+
+
+def test_fidelity_summary_names_the_sgd_arms_that_stay_at_chance_and_the_part_that_stalls_sgd():
+    from htlib.summaries import fidelity_summary
+
+    def row(arm, acc):
+        return {"arm": arm, "change": arm, "seed": 0, "test_accuracy": acc, "ci95": 0.003}
+
+    learns = [row("baseline", 0.80), row("sgd-reference", 0.17), row("sgd-glorot", 0.15), row("reference-all", 0.06)]
+    text = fidelity_summary({"vinyals": pd.DataFrame(learns + [row("sgd+no-normalize", 0.05),
+                                                               row("sgd+bn-eps-1e-3", 0.16)])}, "quick", ways=20)
+    assert ("leave chance: `sgd-reference` 17.0%, `sgd-glorot` 15.0%, `sgd+bn-eps-1e-3` 16.0%; stay at it (under "
+            "twice chance): `reference-all` 6.0%, `sgd+no-normalize` 5.0%") in text
+    assert "(3 measured), `sgd+no-normalize` stalls it." in text
+    alone = fidelity_summary({"paper": pd.DataFrame(learns)}, "quick", ways=20)
+    assert "none stalls it: the stall of `reference-all` needs several of them together" in alone
+    assert "Plain SGD" not in fidelity_summary({"paper": pd.DataFrame([row("baseline", 0.8)])}, "quick")
+    # chance is 1/N: at 5-way 15% is under twice chance
+    assert "chance 20.0%): leave chance: none; stay at it" in fidelity_summary(
+        {"paper": pd.DataFrame(learns)}, "quick", ways=5)

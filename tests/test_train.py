@@ -152,6 +152,21 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
     assert table["episodes_per_second"].tolist()[1] == -1.0 and (table["repeats"] == 3).all()
 
 
+def test_benchmark_splits_the_step_over_two_data_parallel_processes_and_reports_a_failed_rank():
+    """The `2proc` row: two gloo processes of half the threads each, the machine's peak summed over
+    both; a B the two cannot split is a failed row, not a hung bench."""
+    from htlib.tools.bench import benchmark
+
+    threads = torch.get_num_threads()
+    row, = benchmark(tiny(), steps=1, batches=(2,), settings=("2proc",), report=lambda _: None, peak_seconds=0.05,
+                     repeats=2)
+    assert "error" not in row, row
+    assert row["processes"] == 2 and row["threads"] == 2 * max(1, threads // 2)
+    assert row["episodes_per_second"] > 0 and row["matmul_peak_gflops"] > 0 and row["peak_memory_mib"] >= 0
+    failed, = benchmark(tiny(), steps=1, batches=(3,), settings=("2proc",), report=lambda _: None, peak_seconds=0.05)
+    assert "cannot be split evenly over 2 processes" in failed["error"]
+
+
 @pytest.mark.parametrize("method,options", [("protonet", {}), ("maml", {"inner_steps": 2})])
 def test_baselines_train_and_evaluate_through_the_same_loop(tmp_path, method, options):
     out = train(tiny(method=method, model_options=options), tmp_path, progress=False)

@@ -11,6 +11,9 @@ batch size B and one setting:
   allocator defaults), the step as it was before that tuning;
 - ``new``: the default fast path: episodes sampled on the device, multi-tensor (GPU: fused)
   AdamW and clipping, no value read until a log point, the CPU tuning;
+- ``2proc``: ``new`` split over two data-parallel processes (htlib.distributed, gloo), each with
+  half the threads and half of every step's episodes; DDP averages their gradients, which equals
+  the gradient of the whole batch (tests/test_distributed.py);
 - ``bf16``, ``compile``, ``compile+bf16``: ``new`` plus those switches (htlib.speed).
 
 FLOPs of one episode are counted once, on the eager fp32 step, with torch.utils.flop_counter
@@ -41,7 +44,8 @@ from htlib.evaluate import episode_logits, per_episode_accuracy
 from htlib.models.checks import trusted_episodes
 from htlib.utils import resolve_device
 
-SETTINGS = ("loop", "old", "untuned", "new", "bf16", "compile", "compile+bf16")
+SETTINGS = ("loop", "old", "untuned", "new", "2proc", "bf16", "compile", "compile+bf16")
+PROCESSES = {"2proc": 2}  # the data-parallel settings: processes, sharing the threads of one
 UNTUNED = ("loop", "old", "untuned")  # the settings timed without htlib.speed's CPU tuning
 # a row of the table is one measurement of this; a newer one replaces it (htlib.tools.bench.write_table)
 TABLE_KEY = ["device", "cpu", "threads", "channels", "episodes_per_step", "setting"]
@@ -104,12 +108,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seconds: float, queue) -> None:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seconds: float, queue,
+             rank: int = 0, port: int | None = None, threads: int | None = None) -> None:
+    """Time one row in this (spawned) process and put it on `queue`; in a data-parallel setting each
+    of its processes runs this, the ranks other than 0 put only an error."""
     from htlib.train import Trainer
 
+    processes = PROCESSES.get(setting, 1)
     try:
         if setting in UNTUNED:  # this process is the row's own (spawned), so the switch is its alone
             os.environ[speed.CPU_TUNING_SWITCH] = "0"
+        if processes > 1:  # what torchrun would set: htlib.distributed joins the group from it
+            os.environ.update(WORLD_SIZE=str(processes), RANK=str(rank), LOCAL_RANK=str(rank),
+                              MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            torch.set_num_threads(max(1, threads // processes))
         trainer = Trainer(cfg, None)
         device = trainer.device
         flops = flops_per_episode(trainer)
@@ -138,7 +158,11 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
         peak_memory = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024)
         dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
-        peak = matmul_peak(device, dtype, peak_seconds)
+        peak = matmul_peak(device, dtype, peak_seconds)  # every process at once: the machine's peak is their sum
+        peak = float(trainer.world.mean(torch.tensor([peak], dtype=torch.float64))) * processes
+        peak_memory *= processes  # rank 0's growth stands for each process's
+        if rank:
+            return
         rate = steps * cfg.episodes_per_step / seconds
         queue.put({
             "setting": setting, "episodes_per_step": cfg.episodes_per_step, "steps": steps, "repeats": repeats,
@@ -155,7 +179,7 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "cpu": cpu.cpu_model(), "capability": cpu.capability(), "channels": cfg.channels,
             "cpu_tuning": device.type == "cpu" and speed.cpu_tuning_enabled(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "threads": torch.get_num_threads() * processes, "processes": processes, "torch": torch.__version__,
         })
     except Exception as exc:  # one failing setting (e.g. out of memory) must not lose the others
         queue.put({"setting": setting, "episodes_per_step": cfg.episodes_per_step,
@@ -184,10 +208,17 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
         for setting in sorted(settings, key=SETTINGS.index):
             run_cfg = _config(base, setting, batch).resolved()
             queue = ctx.Queue()
-            proc = ctx.Process(target=_measure, args=(run_cfg, setting, steps, repeats, peak_seconds, queue))
-            proc.start()
-            row = queue.get()
-            proc.join()
+            port, threads = _free_port(), torch.get_num_threads()
+            procs = [ctx.Process(target=_measure, args=(run_cfg, setting, steps, repeats, peak_seconds, queue, rank,
+                                                        port, threads))
+                     for rank in range(PROCESSES.get(setting, 1))]
+            for proc in procs:
+                proc.start()
+            row = queue.get()  # rank 0's row, or the first error of any rank
+            for proc in procs:  # a rank left waiting for a failed one is stopped
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.terminate()
             if "error" not in row:
                 for base_setting in ("old", "untuned"):  # only the bases timed before this row
                     base_rate = base_rates.get(base_setting)

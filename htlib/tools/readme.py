@@ -469,7 +469,8 @@ def render_speed(tables: dict[str, pd.DataFrame]) -> str:
             f"process. Settings: `old` is the step before the fast path, `loop` the same one episode at a time, "
             f"`untuned` the fast path without the CPU tuning (glibc's allocator defaults), `new` the default "
             f"fast path (episodes sampled on the device, multi-tensor AdamW, no per-step reads, the CPU "
-            f"tuning), `bf16` and `compile` add those switches (htlib.tools.bench). Memory: "
+            f"tuning), `2proc` the fast path split over two data-parallel processes with half the threads "
+            f"each (the same gradient), `bf16` and `compile` add those switches (htlib.tools.bench). Memory: "
             f"{_one(ok.memory_kind, 'memory kind')}, divided by B."))
 
         def base_rate(r, setting):
