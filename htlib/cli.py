@@ -119,11 +119,58 @@ def _config(args: argparse.Namespace):
         episodes_on_device=args.episodes_on_device, model_options=model_options)
 
 
+def _launch_processes(args: argparse.Namespace) -> None:
+    """Run this train command again as `--processes` data-parallel processes under torchrun's
+    launcher (htlib.distributed): each trains on its share of every step's episodes, with an equal
+    share of the CPU threads, and DDP averages their gradients."""
+    import os
+
+    import torch
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from htlib.errors import UserError
+
+    cfg = _config(args).resolved()
+    if cfg.episodes_per_step % args.processes:  # refused here, before any process starts
+        raise ConfigError(f"--processes {args.processes}: the {cfg.episodes_per_step} episodes per step cannot be "
+                          f"split evenly; use a number of processes that divides them, or set --episodes-per-step.")
+    argv, skip = [], False
+    for word in args.argv:  # the same command without --processes, which each process must not see
+        if skip or word.startswith("--processes="):
+            skip = False
+            continue
+        skip = word == "--processes"
+        argv += [] if skip else [word]
+    threads = os.environ.get("OMP_NUM_THREADS")  # the processes inherit the environment: set for them only
+    os.environ["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // args.processes))
+    try:
+        run(get_args_parser().parse_args(["--standalone", f"--nproc_per_node={args.processes}", "-m", "htlib",
+                                          *argv]))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        raise UserError(f"training process {rank} of {args.processes} stopped with exit code {failure.exitcode}; "
+                        f"its own message is above.") from None
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
+
+
 def _train(args: argparse.Namespace) -> None:
     from htlib.train import train
 
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be >= 1, got {args.processes}.")
+    if args.processes > 1:
+        _launch_processes(args)
+        return
+    from htlib.distributed import launched_rank
+
     out = train(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(out.result, indent=2))
+    if launched_rank() == 0:  # one result on the screen, however many processes trained
+        print(json.dumps(out.result, indent=2))
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -267,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--run-dir", required=True, help="checkpoint, metrics.csv and result.json go here")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--processes", type=int, default=1,
+                   help="data-parallel processes, each with its share of the threads and of every step's episodes "
+                        "(torchrun, htlib.distributed; the bench's `2proc`); a resumed run keeps its number")
     p.set_defaults(func=_train)
 
     p = _command(commands, "eval", help="test accuracy with 95%% CI of a trained run")
@@ -358,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     from htlib.errors import UserError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])  # a command that relaunches itself needs them
     try:
         args.func(args)
     except UserError as exc:

@@ -17,6 +17,7 @@ from htlib.train import Trainer
 
 pytestmark = pytest.mark.numeric  # exact resume across processes: see pyproject.toml
 HERE = Path(__file__).parent
+THREADS_BEFORE = os.environ.get("OMP_NUM_THREADS")
 
 
 def torchrun(*args: str, cwd: Path = HERE.parent) -> subprocess.CompletedProcess:
@@ -59,3 +60,23 @@ def test_torchrun_runs_the_train_command(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["processes"] == 2 and result["episodes_seen"] == 2 * 4
     assert out.stdout.count('"test_accuracy"') == 2  # each process prints the result; rank 0 wrote it
+
+
+def test_train_processes_relaunches_itself_as_data_parallel_processes(tmp_path, capsys):
+    """`python -m htlib train --processes 2` is the torchrun command above without torchrun; a B the
+    processes cannot split is refused before any starts."""
+    from htlib.cli import main
+
+    common = ["train", "--dataset", "synthetic", "--profile", "ci", "--steps", "2", "--ways", "5", "--channels", "4",
+              "--transformer-layers", "1", "--device", "cpu", "--no-progress"]
+    assert main([*common, "--run-dir", str(tmp_path / "two"), "--processes", "2"]) == 0
+    result = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert result["processes"] == 2 and result["episodes_seen"] == 2 * 4
+    assert main([*common, "--run-dir", str(tmp_path / "odd"), "--processes=2", "--episodes-per-step", "3"]) == 2
+    assert "3 episodes per step cannot be split evenly" in capsys.readouterr().err
+    assert not (tmp_path / "odd").exists()
+    assert main([*common, "--run-dir", str(tmp_path / "none"), "--processes", "0"]) == 2
+    (tmp_path / "a-file").write_text("")  # each process fails on its own: one line says so, no traceback
+    assert main([*common, "--run-dir", str(tmp_path / "a-file"), "--processes", "2"]) == 2
+    assert "of 2 stopped with exit code" in capsys.readouterr().err
+    assert "OMP_NUM_THREADS" not in os.environ or os.environ["OMP_NUM_THREADS"] == THREADS_BEFORE
