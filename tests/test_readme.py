@@ -86,6 +86,11 @@ def test_the_speed_section_follows_the_bench_table():
     assert "on Some CPU (AVX2), 2 threads, torch 2.9, 2026-12-04 to 2026-12-05" in text
     assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text  # each C against its own untuned
     assert "| 16 | 32 | `new` | 10 | 60 | 55 | 50 | | 1.20x |" in text
+    other = cpu.assign(cpu="Other CPU", episodes_per_second=[200.0, 300.0, 100.0, 100.0])
+    text = _flat(render_speed({"bench_cpu.csv": pd.concat([cpu, other])}))  # one table per machine
+    assert text.count("`results/bench_cpu.csv`: `python -m htlib bench` on") == 2
+    assert "on Other CPU (AVX2)" in text and "| 16 | 8 | `new` | 10 | 300 | 105 | 100 | | 1.50x |" in text
+    assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text
 
 
 def test_the_recipe_section_follows_the_table():

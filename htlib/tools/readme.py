@@ -449,10 +449,13 @@ def render_gpu(log: str) -> str:
 
 
 def render_speed(tables: dict[str, pd.DataFrame]) -> str:
-    """The training-step benchmark tables (results/bench_*.csv): one table per file. Older files lack
-    the CPU model, C, the median and the untuned setting: those cells stay empty."""
+    """The training-step benchmark tables (results/bench_*.csv): one table per file and CPU model.
+    Older files lack the CPU model, C, the median and the untuned setting: those cells stay empty."""
     parts = []
-    for name, t in sorted(tables.items()):
+    # one table per machine: a file gathers the benches of every CPU the sessions ran on
+    machines = [(name, cpu_table) for name, t in sorted(tables.items())
+                for _, cpu_table in (t.groupby("cpu", sort=True) if "cpu" in t else [(None, t)])]
+    for name, t in machines:
         ok = t[t["error"].isna()] if "error" in t else t
         device = _one(ok.device, "device")
         where = _on(device)
