@@ -208,12 +208,15 @@ def _sgd_finding(table: pd.DataFrame, protocol: str, ways: int) -> str | None:
               for flag in (False, True)}
     text = (f"**Plain SGD on `{protocol}`** (B = 1, lr 0.02, a quarter of the episodes; chance {100 / ways:.1f}%): "
             f"leave chance: {listed[False] or 'none'}; stay at it (under twice chance): {listed[True] or 'none'}.")
-    parts = {arm: stalled[arm] for arm in accuracy.index if arm.startswith("sgd+") or arm == "sgd-glorot"}
+    # the reference model's parts, each alone under this SGD: sgd+<part>, and sgd-glorot for its initialisation
+    parts = {arm.removeprefix("sgd+") if arm.startswith("sgd+") else "glorot-init": stalled[arm]
+             for arm in accuracy.index if arm.startswith("sgd+") or arm == "sgd-glorot"}
     if parts and "reference-all" in stalled and stalled["reference-all"]:
-        culprits = [f"`{arm}`" for arm, flag in parts.items() if flag]
-        text += (f" Of the reference model's parts put alone under this SGD ({len(parts)} measured), "
-                 + (f"{', '.join(culprits)} stall{'s' if len(culprits) == 1 else ''} it." if culprits else
-                    "none stalls it: the stall of `reference-all` needs several of them together."))
+        culprits = [f"`{part}`" for part, flag in parts.items() if flag]
+        named = " and ".join([", ".join(culprits[:-1]), culprits[-1]] if len(culprits) > 1 else culprits)
+        text += (f" Each part of the reference model put alone under this SGD ({len(parts)} measured): "
+                 + (f"{named} {'keeps' if len(culprits) == 1 else 'each keep'} it at chance, the others do not."
+                    if culprits else "none keeps it at chance: the stall of `reference-all` needs several of them."))
     return text
 
 

@@ -166,9 +166,12 @@ def test_fidelity_summary_names_the_sgd_arms_that_stay_at_chance_and_the_part_th
                                                                row("sgd+bn-eps-1e-3", 0.16)])}, "quick", ways=20)
     assert ("leave chance: `sgd-reference` 17.0%, `sgd-glorot` 15.0%, `sgd+bn-eps-1e-3` 16.0%; stay at it (under "
             "twice chance): `reference-all` 6.0%, `sgd+no-normalize` 5.0%") in text
-    assert "(3 measured), `sgd+no-normalize` stalls it." in text
+    assert "(3 measured): `no-normalize` keeps it at chance, the others do not." in text
     alone = fidelity_summary({"paper": pd.DataFrame(learns)}, "quick", ways=20)
-    assert "none stalls it: the stall of `reference-all` needs several of them together" in alone
+    assert "(1 measured): none keeps it at chance: the stall of `reference-all` needs several of them" in alone
+    two = fidelity_summary({"paper": pd.DataFrame(learns + [row("sgd+no-tie-logits", 0.05),
+                                                             row("sgd+no-match-qk", 0.05)])}, "quick")
+    assert "`no-tie-logits` and `no-match-qk` each keep it at chance" in two
     assert "Plain SGD" not in fidelity_summary({"paper": pd.DataFrame([row("baseline", 0.8)])}, "quick")
     # chance is 1/N: at 5-way 15% is under twice chance
     assert "chance 20.0%): leave chance: none; stay at it" in fidelity_summary(
