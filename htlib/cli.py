@@ -258,8 +258,10 @@ def _campaign(args: argparse.Namespace) -> None:
                           "(test the best weights so far), not both.")
     model_options = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _) in MODEL_OPTIONS.items()
                      if getattr(args, flag.replace("-", "_")) is not None}
+    if args.shots < 1:
+        raise ConfigError(f"--shots must be >= 1, got {args.shots}.")
     spec = CampaignSpec(protocol=args.protocol or "paper", model_options=model_options, seed=args.seed,
-                        data_dir=args.data_dir, device=args.device, profile=args.profile)
+                        data_dir=args.data_dir, device=args.device, profile=args.profile, shots=args.shots)
     if args.test_only:
         retest(spec)
     else:
@@ -382,8 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "campaign", help="train the long campaign run toward 4M episodes for a while, "
                                              "resuming it; checkpoints, curve, best model, one segment row")
-    _add(p, "profile", "protocol", "data-dir", "device", "seed", "no-progress",
+    _add(p, "profile", "protocol", "data-dir", "device", "seed", "shots", "no-progress",
          profile=dict(default="campaign", help="the budget (campaign: 4M episodes; ci: a smoke run)"),
+         shots=dict(help="1: the campaign; K > 1: the fine-tune of its best weights at K shots, on a tenth "
+                         "of its steps (a run of its own)"),
          protocol=dict(default=None, choices=list(PROTOCOLS), help="the episodes as one name "
                        "(htlib.data.protocols): paper (default here: the reference's split, on which "
                        "the 96.2%% is measured) | vinyals"))

@@ -226,16 +226,25 @@ def campaign_summary(campaign: dict) -> str:
     from htlib.report import PAPER_REPORTED
 
     c = campaign
+    trained_shots = c.get("shots", 1)
     machines = f" ({', '.join(c['cpus'])})" if c["cpus"] else ""
-    lines = [f"**Budget.** {c['episodes']:,} of the paper's {PAPER_EPISODES:,} training episodes "
-             f"({c['episodes'] / PAPER_EPISODES:.1%}), in {c['segments']} segment{'s' if c['segments'] != 1 else ''} "
-             f"and {c['hours']:.1f} CPU hours{machines}, on the `{c['split_scheme']}` split."]
+    lines = []
+    if c.get("init"):  # a fine-tune: where its weights came from
+        start = c["init"]
+        lines.append(f"**Start.** The best weights of `{start['from']}` after {start['trained_episodes']:,} episodes "
+                     f"(best at {start['best_at_episodes']:,}, validation {100 * start['best_val_accuracy']:.1f}% "
+                     f"at 1 shot), fine-tuned at {trained_shots} shots.")
+    lines.append(f"**Budget.** {c['episodes']:,} {'fine-tuning' if c.get('init') else 'training'} episodes, "
+                 f"{c['episodes'] / PAPER_EPISODES:.1%} of the paper's {PAPER_EPISODES:,}, in {c['segments']} "
+                 f"segment{'s' if c['segments'] != 1 else ''} and {c['hours']:.1f} CPU hours{machines}, on the "
+                 f"`{c['split_scheme']}` split.")
     if c["best_val_accuracy"] is not None:
         lines.append(f"**Validation.** Best so far {100 * c['best_val_accuracy']:.1f}% at "
                      f"{c['best_at_episodes']:,} episodes.")
     for shots, (accuracy, ci95, episodes) in sorted(c["tests"].items()):
         paper = PAPER_REPORTED[("omniglot", 20, shots)]["HT (paper)"]
-        trained = "as trained" if shots == 1 else "the 1-shot model given 5 support images per class"
+        trained = ("as trained" if shots == trained_shots else
+                   f"the {trained_shots}-shot model given {shots} support image{'s' if shots > 1 else ''} per class")
         lines.append(f"**Test, {shots}-shot** ({trained}): {100 * accuracy:.1f} ± {100 * ci95:.1f}% with the best "
                      f"weights after {episodes:,} episodes, {paper - 100 * accuracy:.1f} points below the paper's "
                      f"{paper}%.")

@@ -99,3 +99,24 @@ def test_the_command_wants_minutes_or_test_only(capsys):
     for argv in (["campaign"], ["campaign", "--minutes", "1", "--test-only"]):
         assert main(argv) == 2
         assert "--minutes M" in capsys.readouterr().err
+
+
+def test_the_5_shot_fine_tune_starts_from_the_campaign_best_weights_and_says_so(tmp_path):
+    from htlib.campaign import status
+    from htlib.errors import CheckpointError
+
+    tuned = smoke(shots=5)
+    with pytest.raises(CheckpointError, match="init_from: no weights at .*model.pt; train that run first"):
+        run_campaign(tuned, minutes=10)  # no 1-shot campaign yet
+    run_campaign(smoke(), minutes=10)  # the whole 1-shot smoke campaign (20 steps)
+    cfg = tuned.config().resolved()
+    assert cfg.shots == 5 and cfg.steps == 2 and cfg.init_from == "runs/ci/" + smoke().run().folder.name + "/model.pt"
+    run_campaign(tuned, minutes=10)
+    folder = tuned.run().folder
+    assert folder.name.startswith("ht-all-synthetic-5w5s-") and folder.parent == smoke().run().folder.parent
+    start = json.loads((folder / "init.json").read_text())
+    assert start["from"] == smoke().run().folder.name and start["trained_episodes"] == 80
+    found = {c["name"]: c for c in status(folder.parent)}
+    assert found[folder.name]["shots"] == 5 and found[folder.name]["init"] == start
+    assert found[smoke().run().folder.name]["shots"] == 1 and found[smoke().run().folder.name]["init"] is None
+    assert set(campaign_tests(folder)["shots"]) == {1, 5}

@@ -127,14 +127,21 @@ def test_campaign_summary_states_budget_and_gaps_to_the_paper():
     from htlib.summaries import campaign_summary
 
     text = campaign_summary(_campaign())
-    assert "80,000 of the paper's 4,000,000 training episodes (2.0%), in 2 segments and 1.2 CPU hours " \
+    assert "80,000 training episodes, 2.0% of the paper's 4,000,000, in 2 segments and 1.2 CPU hours " \
            "(cpu A, cpu B), on the `paper` split" in text
+    assert "Start" not in text and "(the 1-shot model given 5 support images per class)" in text
     assert "Best so far 85.0% at 40,000 episodes" in text
     assert "**Test, 1-shot** (as trained): 90.1 ± 0.5% with the best weights after 80,000 episodes, 6.1 " \
            "points below the paper's 96.2%" in text
     assert "**Test, 5-shot**" in text and "2.5 points below the paper's 98.8%" in text
     fresh = campaign_summary(_campaign(tests={}, best_val_accuracy=None, segments=1, cpus=[], episodes=0))
     assert "No test yet" in fresh and "in 1 segment and" in fresh and "()" not in fresh and "Validation" not in fresh
+    tuned = campaign_summary(_campaign(shots=5, init={"from": "one-shot-run", "trained_episodes": 1_000_000,
+                                                      "best_at_episodes": 960_000, "best_val_accuracy": 0.88}))
+    assert ("**Start.** The best weights of `one-shot-run` after 1,000,000 episodes (best at 960,000, validation "
+            "88.0% at 1 shot), fine-tuned at 5 shots.") in tuned
+    assert "80,000 fine-tuning episodes" in tuned
+    assert "**Test, 5-shot** (as trained)" in tuned and "(the 5-shot model given 1 support image per class)" in tuned
 
 
 def test_campaign_curve_shows_tests_and_the_paper_on_a_log_axis():
