@@ -177,6 +177,7 @@ def _eval(args: argparse.Namespace) -> None:
     from htlib.data import EpisodeSampler, load_split
     from htlib.errors import ConfigError
     from htlib.evaluate import evaluate
+    from htlib.methods import get_method, method_name
     from htlib.train import EVAL_SEED, load_trained
     from htlib.utils import resolve_device
 
@@ -187,8 +188,9 @@ def _eval(args: argparse.Namespace) -> None:
     model, cfg = load_trained(args.checkpoint, args.device, args.data_dir)
     ways, shots, queries = (cfg_value if arg is None else arg for arg, cfg_value in
                             [(args.ways, cfg.ways), (args.shots, cfg.shots), (args.queries, cfg.queries)])
-    if ways < 2 or (cfg.method != "protonet" and ways > cfg.ways):
-        upper = "any number" if cfg.method == "protonet" else f"at most {cfg.ways}"
+    any_ways = get_method(method_name(cfg)).any_ways
+    if ways < 2 or (not any_ways and ways > cfg.ways):
+        upper = "any number" if any_ways else f"at most {cfg.ways}"
         raise ConfigError(f"--ways {ways}: this {cfg.method} model was trained for {cfg.ways}-way tasks and "
                           f"takes from 2 to {upper} classes.")
     data = load_split(cfg.dataset, args.split, cfg.data_dir, split_scheme=cfg.split_scheme)
@@ -233,7 +235,7 @@ def _semi(args: argparse.Namespace) -> None:
     from htlib.experiments.semi import SemiSpec, run_semi
 
     spec = SemiSpec(profile=args.profile, dataset=args.dataset, ways=args.ways, shots=args.shots,
-                    channels=args.channels, seed=args.seed, methods=args.methods,
+                    channels=args.channels, seed=args.seed, **({"methods": args.methods} if args.methods else {}),
                     train_unlabelled=args.train_unlabelled, test_unlabelled=args.test_unlabelled,
                     distractors=args.distractors, data_dir=args.data_dir, device=args.device)
     table = run_semi(spec, progress=not args.no_progress)
@@ -362,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(commands, "semi", help="unlabelled support samples: continue each supervised run with "
                                          "and without them, test at several U (notebook 04)")
     _add(p, "profile", "dataset", "data-dir", "device", "ways", "shots", "channels", "seed", "no-progress")
-    p.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet-softkmeans"],
-                   help="methods to compare")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="methods to compare (default: every method that uses unlabelled samples)")
     p.add_argument("--train-unlabelled", type=int, default=5, help="U per class in the unlabelled arm")
     p.add_argument("--test-unlabelled", type=int, nargs="+", default=[0, 1, 2, 5, 10],
                    help="U per class at test, one test each")

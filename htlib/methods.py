@@ -1,15 +1,16 @@
 """The methods this project compares, in one table: name -> settings, model, step cost, label.
 
 Every consumer reads this table: training (which model to build), the experiments (which
-settings a named method has), the result tables (`method_name` of a config), the benchmarks and
-the notebooks (labels). A method name is also what `method_name` returns for its settings, so a
+settings a named method has, and which methods they compare: `methods_that(uses_unlabelled=True)`,
+`compared_methods()`), the result tables (`method_name` of a config), the benchmarks and the
+notebooks (labels). tests/test_methods.py checks each capability against the model itself. A method name is also what `method_name` returns for its settings, so a
 table row and a result row always agree.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -31,17 +32,27 @@ class Method:
     # Relative seconds per training step (results/step_costs_cpu.csv, C = 8 on 2 CPU cores), to
     # start the dearest runs first when several share the machine.
     step_cost: float
+    # What the method can do; lists of methods elsewhere are queries of these (methods_that).
+    uses_unlabelled: bool = False  # unlabelled support samples change its predictions (notebook 04)
+    generates_layers: bool = False  # a HyperTransformer: writes CNN weights per episode
+    second_order: bool = False  # differentiates through its own inner updates
+    any_ways: bool = False  # classifies any number of classes, not only up to the N it trained on
+    # in the paper's comparison of methods (notebook 03's sweep); MAML there is a profile's variant
+    compared: bool = False
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("ht-all", "HT, all layers generated", "HT, all layers", {"method": "ht", "generate": "all"}, 3.0),
+    Method("ht-all", "HT, all layers generated", "HT, all layers", {"method": "ht", "generate": "all"}, 3.0,
+           uses_unlabelled=True, generates_layers=True, compared=True),
     Method("ht-logits", "HT, logits layer only generated", "HT, logits only",
-           {"method": "ht", "generate": "logits"}, 1.3),
-    Method("protonet", "ProtoNet", "ProtoNet", {"method": "protonet"}, 1.0),
+           {"method": "ht", "generate": "logits"}, 1.3, uses_unlabelled=True, generates_layers=True, compared=True),
+    Method("protonet", "ProtoNet", "ProtoNet", {"method": "protonet"}, 1.0, any_ways=True, compared=True),
     Method("protonet-softkmeans", "ProtoNet + soft k-means", "ProtoNet + soft k-means",
-           {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}}, 1.0),
+           {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}}, 1.0, uses_unlabelled=True,
+           any_ways=True),
     # second order, 5 inner steps at lr 0.1: the reference MAML of the paper's comparison
-    Method("maml", "MAML (second order, 5 inner steps, lr 0.1)", "MAML", {"method": "maml"}, 10.0),
+    Method("maml", "MAML (second order, 5 inner steps, lr 0.1)", "MAML", {"method": "maml"}, 10.0,
+           second_order=True, compared=True),
     Method("fomaml", "first-order MAML (5 inner steps)", "first-order MAML",
            {"method": "maml", "model_options": {"first_order": True}}, 3.0),
     Method("fomaml-1step", "first-order MAML (1 inner step)", "first-order MAML, 1 step",
@@ -54,6 +65,22 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise ConfigError(f"Unknown method {name!r}; choose from {list(METHODS)}") from None
+
+
+def methods_that(**capabilities: bool) -> list[str]:
+    """The names of the methods with these capabilities, in table order, e.g.
+    methods_that(uses_unlabelled=True) -> ["ht-all", "ht-logits", "protonet-softkmeans"]."""
+    unknown = sorted(set(capabilities) - {f.name for f in fields(Method) if f.type in (bool, "bool")})
+    if unknown:
+        raise ConfigError(f"Unknown method capabilities {unknown}")
+    return [name for name, m in METHODS.items() if all(getattr(m, k) == v for k, v in capabilities.items())]
+
+
+def compared_methods(maml: str = "maml") -> list[str]:
+    """The methods of the paper's comparison, with `maml` standing for MAML (a profile's variant:
+    first order on the CPU profiles, Profile.sweep_maml)."""
+    get_method(maml)
+    return [maml if METHODS[name].second_order else name for name in methods_that(compared=True)]
 
 
 def method_settings(name: str) -> dict:

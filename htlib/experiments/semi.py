@@ -33,13 +33,13 @@ import pandas as pd
 from htlib import checkpoints
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
-from htlib.methods import method_name, method_settings
+from htlib.methods import method_name, method_settings, methods_that
 from htlib.profiles import get_profile
 from htlib.runs import Run, make_run, relative_to_project, table_path
 from htlib.train import Trainer, load_or_train, train
 from htlib.utils import write_atomic, write_text_atomic
 
-METHODS = ["ht-all", "ht-logits", "protonet-softkmeans"]  # the methods that can use unlabelled samples
+METHODS = methods_that(uses_unlabelled=True)  # the methods compared with and without unlabelled samples
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "train_unlabelled",
            "test_unlabelled", "test_distractors", "base_episodes", "steps", "episodes_seen", "test_accuracy",
            "ci95", "test_episodes", "trainable_params", "generated_params", "wall_seconds", "device",

@@ -28,7 +28,7 @@ import torch
 
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
-from htlib.methods import get_method, method_name, method_settings
+from htlib.methods import compared_methods, get_method, method_name, method_settings
 from htlib.profiles import get_profile
 from htlib.runs import Run, is_finished, make_run, table_path
 from htlib.train import train
@@ -65,7 +65,7 @@ class SweepSpec:
     def cells(self) -> list[Run]:
         """One run per cell, with the profile's sweep budget, in its place (results/runs/<profile>-sweep/)."""
         prof = get_profile(self.profile)
-        methods = self.methods or ["ht-all", "ht-logits", "protonet", prof.sweep_maml]
+        methods = self.methods or compared_methods(prof.sweep_maml)
         out = []
         for method, shots, channels, seed in itertools.product(methods, self.shots, self.channels, self.seeds):
             # the reference: 1-shot uses 60 queries (3 per class), 5-shot 100 (5 per class)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from htlib.experiments.sweep import SweepSpec
-from htlib.methods import method_name
+from htlib.methods import compared_methods, method_name
 from htlib.train import Trainer
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--channels", type=int, nargs="+", default=[4, 6, 8, 16, 32, 64])
-    parser.add_argument("--methods", nargs="+", default=["ht-all", "ht-logits", "protonet", "maml"])
+    parser.add_argument("--methods", nargs="+", default=compared_methods())
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", default="results/step_costs_cpu.csv")
     args = parser.parse_args()
