@@ -123,6 +123,8 @@ def build_model(cfg: "TrainConfig", image_shape: tuple[int, int, int]) -> nn.Mod
             return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
         if cfg.method == "protonet":
             return ProtoNet(spec, **cfg.model_options)
-        return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
+        if cfg.method == "maml":
+            return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
     except TypeError as exc:  # an option the model does not have
         raise ConfigError(f"model_options {cfg.model_options} do not fit method {cfg.method!r}: {exc}") from None
+    raise ConfigError(f"Unknown method family {cfg.method!r}; choose one of {list(FAMILIES)}.")

@@ -53,3 +53,10 @@ def test_lists_of_methods_are_queries_of_the_registry():
         methods_that(flies=True)
     with pytest.raises(ConfigError, match="Unknown method 'reptile'"):
         compared_methods("reptile")
+
+
+def test_an_unknown_method_family_is_an_error_not_a_maml():
+    cfg = TrainConfig(dataset="synthetic", ways=WAYS, channels=4)
+    cfg.method = "reptile"  # set after the config checked itself: build_model must refuse it too
+    with pytest.raises(ConfigError, match="Unknown method family 'reptile'"):
+        build_model(cfg, (1, 28, 28))
