@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from htlib.data import DATASETS, EpisodeSampler, load_split
 from htlib.data.omniglot import SPLITS
 from htlib.errors import ConfigError
-from htlib.methods import FAMILIES
+from htlib.methods import families
 from htlib.models.hypertransformer import LOCAL_FEATURES_FROM
 from htlib.profiles import get_profile
 from htlib.speed import PRECISIONS, episodes_on_device
@@ -86,8 +86,8 @@ class TrainConfig:
         Raises ConfigError for any setting that cannot work, before data is read or a step runs.
         """
         prof = get_profile(self.profile)
-        if self.method not in FAMILIES:
-            raise ConfigError(f"Unknown method {self.method!r}; choose one of {FAMILIES} (named variants: "
+        if self.method not in families():
+            raise ConfigError(f"Unknown method {self.method!r}; choose one of {families()} (named variants: "
                               f"htlib.methods.METHODS)")
         options = {**prof.ht_options, **self.model_options} if self.method == "ht" else self.model_options
         out = dataclasses.replace(self, model_options=dict(options))

@@ -10,6 +10,7 @@ table row and a result row always agree.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,26 @@ from htlib.errors import ConfigError
 
 if TYPE_CHECKING:
     from htlib.config import TrainConfig
+    from htlib.models import CNNSpec
 
-FAMILIES = ("ht", "protonet", "maml")  # the model classes behind the names (TrainConfig.method)
+
+# The model builders: (config, the target CNN's shape) -> the model. Methods of one family share one.
+def _hypertransformer(cfg: "TrainConfig", spec: "CNNSpec") -> nn.Module:
+    from htlib.models import HTConfig, HyperTransformer
+
+    return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
+
+
+def _protonet(cfg: "TrainConfig", spec: "CNNSpec") -> nn.Module:
+    from htlib.models import ProtoNet
+
+    return ProtoNet(spec, **cfg.model_options)
+
+
+def _maml(cfg: "TrainConfig", spec: "CNNSpec") -> nn.Module:
+    from htlib.models import MAML
+
+    return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,7 @@ class Method:
     # Relative seconds per training step (results/step_costs_cpu.csv, C = 8 on 2 CPU cores), to
     # start the dearest runs first when several share the machine.
     step_cost: float
+    build: Callable[["TrainConfig", "CNNSpec"], nn.Module]  # the model of a config of this method
     # What the method can do; lists of methods elsewhere are queries of these (methods_that).
     uses_unlabelled: bool = False  # unlabelled support samples change its predictions (notebook 04)
     generates_layers: bool = False  # a HyperTransformer: writes CNN weights per episode
@@ -42,22 +62,46 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("ht-all", "HT, all layers generated", "HT, all layers", {"method": "ht", "generate": "all"}, 3.0,
+    Method("ht-all", "HT, all layers generated", "HT, all layers", {"method": "ht", "generate": "all"}, 3.0, _hypertransformer,
            uses_unlabelled=True, generates_layers=True, compared=True),
     Method("ht-logits", "HT, logits layer only generated", "HT, logits only",
-           {"method": "ht", "generate": "logits"}, 1.3, uses_unlabelled=True, generates_layers=True, compared=True),
-    Method("protonet", "ProtoNet", "ProtoNet", {"method": "protonet"}, 1.0, any_ways=True, compared=True),
+           {"method": "ht", "generate": "logits"}, 1.3, _hypertransformer, uses_unlabelled=True, generates_layers=True, compared=True),
+    Method("protonet", "ProtoNet", "ProtoNet", {"method": "protonet"}, 1.0, _protonet, any_ways=True, compared=True),
     Method("protonet-softkmeans", "ProtoNet + soft k-means", "ProtoNet + soft k-means",
-           {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}}, 1.0, uses_unlabelled=True,
+           {"method": "protonet", "model_options": {"soft_kmeans_steps": 1}}, 1.0, _protonet, uses_unlabelled=True,
            any_ways=True),
     # second order, 5 inner steps at lr 0.1: the reference MAML of the paper's comparison
-    Method("maml", "MAML (second order, 5 inner steps, lr 0.1)", "MAML", {"method": "maml"}, 10.0,
+    Method("maml", "MAML (second order, 5 inner steps, lr 0.1)", "MAML", {"method": "maml"}, 10.0, _maml,
            second_order=True, compared=True),
     Method("fomaml", "first-order MAML (5 inner steps)", "first-order MAML",
-           {"method": "maml", "model_options": {"first_order": True}}, 3.0),
+           {"method": "maml", "model_options": {"first_order": True}}, 3.0, _maml),
     Method("fomaml-1step", "first-order MAML (1 inner step)", "first-order MAML, 1 step",
-           {"method": "maml", "model_options": {"first_order": True, "inner_steps": 1}}, 1.5),
+           {"method": "maml", "model_options": {"first_order": True, "inner_steps": 1}}, 1.5, _maml),
 ]}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the table (docs/extending.md): its name must be new, its settings must name
+    its family (TrainConfig.method), and a family has one builder."""
+    if method.name in METHODS:
+        raise ConfigError(f"A method called {method.name!r} exists already; choose another name.")
+    family = method.settings.get("method")
+    if not isinstance(family, str):
+        raise ConfigError(f"Method {method.name!r}: settings must name its family, e.g. {{'method': 'mine'}}.")
+    if family in families() and _builder(family) is not method.build:
+        raise ConfigError(f"Method {method.name!r}: family {family!r} is built by {_builder(family).__name__}; "
+                          f"a new family needs a name of its own.")
+    METHODS[method.name] = method
+    return method
+
+
+def families() -> list[str]:
+    """The model families behind the names (the values TrainConfig.method takes), in table order."""
+    return list(dict.fromkeys(m.settings["method"] for m in METHODS.values()))
+
+
+def _builder(family: str) -> Callable:
+    return next(m.build for m in METHODS.values() if m.settings["method"] == family)
 
 
 def get_method(name: str) -> Method:
@@ -114,17 +158,13 @@ def method_label(name: str, short: bool = False) -> str:
 
 def build_model(cfg: "TrainConfig", image_shape: tuple[int, int, int]) -> nn.Module:
     """The model of `cfg.method` for images of shape (C, H, W); `model_options` go to its constructor."""
-    from htlib.models import MAML, CNNSpec, HTConfig, HyperTransformer, ProtoNet
+    from htlib.models import CNNSpec
 
+    if cfg.method not in families():
+        raise ConfigError(f"Unknown method family {cfg.method!r}; choose one of {families()}.")
     channels, size, _ = image_shape
     spec = CNNSpec(image_channels=channels, image_size=size, channels=cfg.channels)
     try:
-        if cfg.method == "ht":
-            return HyperTransformer(HTConfig(cnn=spec, generate=cfg.generate, max_ways=cfg.ways, **cfg.model_options))
-        if cfg.method == "protonet":
-            return ProtoNet(spec, **cfg.model_options)
-        if cfg.method == "maml":
-            return MAML(spec, max_ways=cfg.ways, **cfg.model_options)
+        return _builder(cfg.method)(cfg, spec)
     except TypeError as exc:  # an option the model does not have
         raise ConfigError(f"model_options {cfg.model_options} do not fit method {cfg.method!r}: {exc}") from None
-    raise ConfigError(f"Unknown method family {cfg.method!r}; choose one of {list(FAMILIES)}.")
