@@ -168,7 +168,8 @@ def _train(args: argparse.Namespace) -> None:
         return
     from htlib.distributed import launched_rank
 
-    out = train(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress)
+    out = train(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress,
+                overwrite=args.overwrite)
     if launched_rank() == 0:  # one result on the screen, however many processes trained
         print(json.dumps(out.result, indent=2))
 
@@ -318,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--run-dir", required=True, help="checkpoint, metrics.csv and result.json go here")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a trained run in RUN_DIR that has no checkpoint to resume (e.g. a committed one)")
     p.add_argument("--processes", type=int, default=1,
                    help="data-parallel processes, each with its share of the threads and of every step's episodes "
                         "(torchrun, htlib.distributed; the bench's `2proc`); a resumed run keeps its number")

@@ -377,17 +377,34 @@ class Trainer:
         return evaluate(self.model, sampler, episodes or cfg.test_episodes, self.device)
 
 
+# A folder with a trained run's weights or result but without its checkpoint (a committed run: the
+# checkpoint stays out of git) cannot be resumed, and training there would replace the run.
+TRAINED_MARKS = ("result.json", "model.pt")
+RUN_FILES = (*TRAINED_MARKS, "metrics.csv", "config.json")  # what --overwrite deletes first
+
+
 def train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = None, resume: bool = True,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train (resuming from the run folder's checkpoint.pt when present), test, write result.json.
 
     `run` is a Run, or a TrainConfig trained into `run_dir` (None: nothing is written). With
-    `resume=False` an existing checkpoint is an error rather than silently overwritten.
+    `resume=False` an existing checkpoint is an error rather than silently overwritten. A folder
+    that holds a trained run without its checkpoint (e.g. a committed one) is refused unless
+    `overwrite`, which deletes that run's files first.
     """
     run = run if isinstance(run, Run) else Run.at(run, run_dir)  # bad settings fail here, before any work
     checkpoint = run.folder / "checkpoint.pt" if run.folder is not None else None
     if checkpoint is not None and checkpoint.is_file() and not resume:
         raise RunExistsError(f"{checkpoint} exists; pass resume=True (--resume) to continue it, or use another run dir.")
+    trained = [name for name in TRAINED_MARKS if checkpoint is not None and (run.folder / name).is_file()]
+    if trained and not checkpoint.is_file():
+        if not overwrite:
+            raise RunExistsError(
+                f"{run.folder} holds a trained run ({', '.join(trained)}) without the checkpoint to resume it; "
+                f"training there would replace it. Train into another run dir, or pass overwrite=True "
+                f"(--overwrite) to replace it on purpose.")
+        for name in RUN_FILES:
+            (run.folder / name).unlink(missing_ok=True)  # torchrun: another process may be first
     with run_lock(run.folder if distributed.launched_rank() == 0 else None):  # torchrun: rank 0 writes
         trainer = Trainer(run)
         if trainer.restore() and trainer.world.is_main:

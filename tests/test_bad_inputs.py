@@ -270,6 +270,15 @@ def test_the_main_job_refuses_bad_options_before_running_a_notebook(tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_the_main_job_refuses_to_write_over_the_committed_notebooks(capsys):
+    from htlib.tools.notebooks import NOTEBOOK_DIR
+
+    before = {book.name: book.stat().st_mtime_ns for book in NOTEBOOK_DIR.glob("*.ipynb")}
+    _refused(capsys, ["notebooks", "--profile", "ci", "--offline", "--out", str(NOTEBOOK_DIR / ".")],
+             "would replace the committed notebooks")
+    assert {book.name: book.stat().st_mtime_ns for book in NOTEBOOK_DIR.glob("*.ipynb")} == before
+
+
 def test_ctrl_c_in_an_experiment_names_the_same_command_to_resume(monkeypatch, capsys):
     """sweep / semi / recipe resume by themselves: the message must not add a --resume they lack."""
     import htlib.experiments.recipe as recipe

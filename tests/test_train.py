@@ -60,6 +60,26 @@ def test_resume_refuses_other_config_and_overwrite(tmp_path):
         train(tiny(), tmp_path, resume=False, progress=False)
 
 
+def test_a_trained_run_without_its_checkpoint_is_never_trained_over_unless_asked(tmp_path, capsys):
+    """A committed run keeps model.pt, result.json, metrics.csv and config.json but not its checkpoint."""
+    from htlib.cli import main
+
+    first = train(tiny(steps=6), tmp_path, progress=False)
+    (tmp_path / "checkpoint.pt").unlink()
+    before = {name: (tmp_path / name).read_bytes() for name in ("model.pt", "result.json", "metrics.csv")}
+    with pytest.raises(FileExistsError, match=r"holds a trained run \(result.json, model.pt\) without the "
+                                              r"checkpoint.*--overwrite"):
+        train(tiny(steps=2), tmp_path, progress=False)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before  # untouched
+    argv = ["train", "--dataset", "synthetic", "--profile", "ci", "--steps", "2", "--ways", "5", "--channels", "4",
+            "--transformer-layers", "1", "--device", "cpu", "--no-progress", "--run-dir", str(tmp_path)]
+    assert main(argv) == 2 and "without the checkpoint to resume it" in capsys.readouterr().err
+    replaced = train(tiny(steps=2), tmp_path, progress=False, overwrite=True)
+    assert replaced.result["steps"] == 2 != first.result["steps"]
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == len(replaced.metrics)  # no rows of the old run left
+    assert main([*argv[:-2], "--run-dir", str(tmp_path / "new"), "--overwrite"]) == 0  # nothing to replace: trains
+
+
 def test_nan_guard_rolls_back_to_the_last_checkpoint_with_advice(tmp_path, monkeypatch):
     trainer = Trainer(tiny(steps=9), tmp_path)
     trainer.fit(progress=False, stop_at=3)  # a good checkpoint at step 3

@@ -78,8 +78,11 @@ def run_notebooks(
         raise ConfigError(f"Unknown dataset {dataset!r}; choose one of {DATASETS}")
     resolve_device(device)
     books = list_notebooks(only)
-    require_dataset(dataset, data_dir, offline, source)
     out = Path(out_dir) if out_dir else PROJECT_ROOT / "runs" / "notebooks" / f"{dataset}-{profile}"
+    if out.resolve() == NOTEBOOK_DIR.resolve():  # refused before anything is fetched or run
+        raise ConfigError(f"--out {out_dir}: the executions would replace the committed notebooks. Refresh those "
+                          f"with `make notebooks` (python -m htlib notebooks --in-place), or choose another --out.")
+    require_dataset(dataset, data_dir, offline, source)
     out.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, "dataset": dataset, "device": device,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
