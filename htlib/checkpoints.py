@@ -20,8 +20,14 @@ from htlib.utils import write_atomic
 
 
 def save(obj, path: str | os.PathLike) -> None:
-    """torch.save, atomically: a crash mid-write never replaces the last good file."""
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save, atomically: a crash mid-write never replaces the last good file. Through a
+    Python file, so that a full disk is an OSError with its errno (write_atomic names it), not
+    torch's own RuntimeError."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            torch.save(obj, file)
+
+    write_atomic(path, write)
 
 
 def load(path: str | os.PathLike, what: str = "checkpoint"):

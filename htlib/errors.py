@@ -26,3 +26,8 @@ class RunLockedError(UserError, RuntimeError):
 
 class RunExistsError(UserError, FileExistsError):
     """A run folder already holds a checkpoint and resuming was not asked for."""
+
+
+class StorageError(UserError, OSError):
+    """A file could not be written: the disk is full, read-only or not ours (the message names the
+    path and the cause; the file's previous version is kept)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import random
 import tempfile
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from htlib.errors import ConfigError
+from htlib.errors import ConfigError, StorageError, UserError
 
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
 
@@ -51,23 +53,71 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return out
 
 
+# What a full, read-only or foreign file system says; reported in one line instead of a traceback.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside `path`, then rename it onto `path`.
 
     Readers see the old file or the new one, never half of one: a crash mid-write leaves the
-    last good file in place. The temporary name is unique, so two writers never share one.
+    last good file in place. The temporary name is unique (it holds the writer's process id), so
+    two writers never share one, and the next write removes those of writers that died (SIGKILL).
+    A full or read-only disk is a StorageError that names the path; the old file stays.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
     os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
     try:
         write(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(exc, UserError) and _disk_cause(exc) is not None:
+            raise _storage_error(_disk_cause(exc), path) from exc
         raise
+
+
+def _disk_cause(exc: BaseException | None) -> OSError | None:
+    """The full or read-only disk behind an error, also when another error was raised while handling
+    it (torch.save's zip writer raises a RuntimeError on top of the OSError)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _storage_error(exc: OSError, path: Path) -> OSError:
+    if exc.errno not in STORAGE_ERRNOS:
+        return exc
+    kept = " (its previous version is kept)" if path.is_file() else ""
+    return StorageError(exc.errno, f"cannot write {path}: {os.strerror(exc.errno)}{kept}; free space or "
+                                   f"choose a writable folder, then run the command again")
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporary files of `path` left by writers that no longer run."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

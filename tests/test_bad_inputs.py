@@ -6,7 +6,10 @@ test_interrupt.py.)
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,6 +146,86 @@ def test_atomic_writes_use_a_private_temporary_file_and_keep_the_old_file_on_fai
             write_atomic(target, failing)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
     assert names[0] != names[1], "two writers must never share a temporary file"
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_a_full_or_read_only_disk_is_one_line_that_names_the_file(tmp_path, code):
+    from htlib.errors import StorageError
+
+    target = tmp_path / "result.json"
+    target.write_text("old")
+
+    def full(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(StorageError, match=rf"cannot write {re.escape(str(target))}: {os.strerror(code)} \(its "
+                                           rf"previous version is kept\); free space or choose a writable folder"):
+        write_atomic(target, full)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    with pytest.raises(OSError) as other:  # another OSError is not the disk's: it keeps its own type
+        write_atomic(target, lambda tmp: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    assert not isinstance(other.value, StorageError)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_a_storage_error_before_any_write(tmp_path):
+    from htlib.errors import StorageError
+
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(StorageError, match="Permission denied"):
+            write_atomic(tmp_path / "x.csv", lambda tmp: tmp.write_text("x"))
+    finally:
+        tmp_path.chmod(0o755)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs, where the machine lets this process mount one (root on Linux)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip() or 'mount failed'}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_checkpoint_on_a_full_disk_keeps_the_old_one_and_says_the_disk_is_full(small_disk, capsys):
+    from htlib.errors import StorageError
+
+    checkpoints.save({"weights": torch.zeros(1000)}, small_disk / "checkpoint.pt")  # 4 KB: fits
+    before = (small_disk / "checkpoint.pt").read_bytes()
+    with pytest.raises(StorageError, match=r"checkpoint.pt: No space left on device \(its previous version is kept"):
+        checkpoints.save({"weights": torch.zeros(200_000)}, small_disk / "checkpoint.pt")  # 800 KB: does not
+    assert (small_disk / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in small_disk.iterdir()] == ["checkpoint.pt"]  # no half-written temporary file
+    # the command line: one line, no traceback, exit code 2
+    _refused(capsys, ["train", *TASK, "--channels", "32", "--run-dir", str(small_disk / "run")], "No space left on device")
+
+
+def test_a_killed_writer_leaves_a_temporary_file_that_the_next_write_removes(tmp_path):
+    """SIGKILL gives no chance to clean up; the writer's process id in the file name tells the next
+    writer that nobody owns it any more. A live writer's file is left alone."""
+    target = tmp_path / "checkpoint.pt"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from htlib.utils import write_atomic\n"
+        "def slow(tmp):\n"
+        "    tmp.write_text('half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        f"write_atomic({str(target)!r}, slow)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()
+    writer.wait(timeout=30)
+    orphan, = tmp_path.glob(".checkpoint.pt.*.tmp")
+    assert f".{writer.pid}." in orphan.name
+    alive = tmp_path / f".checkpoint.pt.{os.getpid()}.abc123.tmp"  # this process: still running
+    alive.write_text("mine")
+    write_atomic(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new" and not orphan.exists() and alive.exists()
 
 
 # ------------------------------------------------------------------ errors at the start
