@@ -24,6 +24,7 @@ from htlib.config import TrainConfig, config_differences
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import CheckpointError, ConfigError, RunLockedError
 from htlib.methods import METHODS, method_name
+from htlib.utils import storage_error
 
 RESULTS_ROOT = PROJECT_ROOT
 
@@ -116,6 +117,25 @@ def relative_to_project(path: Path) -> str:
         return str(path)
 
 
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Create a run folder, or say in one line why it cannot be one: a file in its place, a link
+    whose target is gone, a folder that is not ours or a read-only or full disk."""
+    folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise ConfigError(f"{folder} is a link to {os.readlink(folder)}, which does not exist; create that "
+                          f"folder or remove the link, or choose another run folder.")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a folder; choose another run folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{folder}: a part of this path is a file, not a folder; choose another run folder."
+                          ) from None
+    except OSError as exc:
+        raise storage_error(exc, folder) from exc
+    return folder
+
+
 @contextlib.contextmanager
 def run_lock(folder: str | os.PathLike | None):
     """Hold FOLDER/.lock while training: a second process that wants the same folder is refused
@@ -126,10 +146,12 @@ def run_lock(folder: str | os.PathLike | None):
         return
     from filelock import FileLock, Timeout
 
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     lock = FileLock(Path(folder, ".lock"))
     try:
         lock.acquire(timeout=0)
+    except OSError as exc:  # the folder exists but cannot hold a file (read-only, not ours, full)
+        raise storage_error(exc, Path(folder, ".lock")) from exc
     except Timeout:
         raise RunLockedError(
             f"Another process is training into {folder} (it holds {Path(folder, '.lock')}). "

@@ -72,7 +72,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
         os.close(fd)
     except OSError as exc:
-        raise _storage_error(exc, path) from exc
+        raise storage_error(exc, path) from exc
     os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
     try:
         write(Path(tmp))
@@ -80,7 +80,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if not isinstance(exc, UserError) and _disk_cause(exc) is not None:
-            raise _storage_error(_disk_cause(exc), path) from exc
+            raise storage_error(_disk_cause(exc), path) from exc
         raise
 
 
@@ -94,7 +94,8 @@ def _disk_cause(exc: BaseException | None) -> OSError | None:
     return None
 
 
-def _storage_error(exc: OSError, path: Path) -> OSError:
+def storage_error(exc: OSError, path: Path) -> OSError:
+    """The StorageError that names `path` for a full or read-only disk; any other error unchanged."""
     if exc.errno not in STORAGE_ERRNOS:
         return exc
     kept = " (its previous version is kept)" if path.is_file() else ""

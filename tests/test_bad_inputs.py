@@ -180,6 +180,23 @@ def test_a_read_only_folder_is_a_storage_error_before_any_write(tmp_path):
         tmp_path.chmod(0o755)
 
 
+@pytest.mark.parametrize("kind", ["file", "dangling link", "file on the path"])
+def test_a_run_folder_that_cannot_be_one_is_one_line(tmp_path, capsys, kind):
+    if kind == "file":
+        run = tmp_path / "run"
+        run.write_text("")
+        needle = "is a file, not a folder"
+    elif kind == "dangling link":
+        run = tmp_path / "run"
+        run.symlink_to(tmp_path / "gone")
+        needle = "which does not exist; create that folder or remove the link"
+    else:
+        (tmp_path / "plain").write_text("")
+        run = tmp_path / "plain" / "run"
+        needle = "a part of this path is a file"
+    _refused(capsys, ["train", *TASK, "--run-dir", str(run)], needle)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 KiB tmpfs, where the machine lets this process mount one (root on Linux)."""
