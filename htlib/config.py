@@ -206,3 +206,34 @@ def checked_config(**settings) -> TrainConfig:
     cfg = TrainConfig(**settings).resolved()
     check_task(cfg)
     return cfg
+
+
+def check_notebook_parameters(history: list[str] | None = None) -> None:
+    """In a notebook run by papermill: refuse a passed parameter the notebook does not have (papermill
+    itself only logs "Passed unknown parameter" and runs the notebook at its defaults).
+
+    `history` is the sources of the cells run so far, IPython's `In` by default. papermill puts its
+    cell ("# Parameters", then the assignments) right after the notebook's parameters cell, so the
+    names of the one are compared with those of the other. Outside papermill nothing is checked."""
+    import ast
+
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+        history = list(shell.user_ns.get("In", [])) if shell is not None else []
+    injected = [i for i, source in enumerate(history) if i and source.lstrip().startswith("# Parameters")]
+    if not injected:
+        return
+
+    def names(source: str) -> set[str]:
+        return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+
+    known, passed = names(history[injected[-1] - 1]), names(history[injected[-1]])
+    unknown = sorted(passed - known)
+    if unknown:
+        raise ConfigError(f"Unknown notebook parameter{'s' if len(unknown) > 1 else ''} {unknown}; this notebook "
+                          f"takes {sorted(known)}.")

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from helpers import TEST_DEVICE
+from htlib.errors import ConfigError
 from htlib.tools.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "notebooks-ci"
@@ -89,8 +90,10 @@ def test_every_documented_parameter_value_runs(name, params):
     ("03_generate_all_vs_last", {"channels": 8}, "channels must be a list"),
     ("04_semi_supervised", {"device": "tpu"}, "Unknown device 'tpu'"),
     ("05_results_vs_paper", {"ways": 0}, "ways must be a whole number >= 2"),
+    ("06_training_the_ht", {"way": 5}, "Unknown notebook parameter ['way']; this notebook takes ['arms', "),
 ], ids=lambda v: str(v) if isinstance(v, dict) else None)
 def test_a_bad_parameter_fails_in_the_first_code_cell_with_the_cli_message(tmp_path, name, params, message):
+    """Also a name the notebook does not have: papermill alone would run the notebook at its defaults."""
     from papermill.exceptions import PapermillExecutionError
 
     with pytest.raises(PapermillExecutionError) as info:
@@ -152,3 +155,14 @@ def test_strict_nbval_fails_when_a_shown_number_changes(tmp_path, omniglot_data_
                           capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "HTLIB_DATA": str(omniglot_data_dir)})
     assert done.returncode != 0 and "mismatch" in done.stdout, done.stdout[-2000:]
+
+
+def test_the_parameter_check_compares_papermills_cell_with_the_notebooks():
+    from htlib.config import check_notebook_parameters
+
+    params = 'profile = "quick"  # the budget\nways = 20\n'
+    check_notebook_parameters(["", params, "import x"])  # not run by papermill: nothing to compare
+    check_notebook_parameters(["", params, '# Parameters\nprofile = "ci"\n', "import x"])
+    with pytest.raises(ConfigError, match=r"Unknown notebook parameters \['shot', 'way'\]; this notebook takes "
+                                          r"\['profile', 'ways'\]"):
+        check_notebook_parameters(["", params, '# Parameters\nway = 5\nshot = 1\nprofile = "ci"\n'])
