@@ -47,6 +47,7 @@ from htlib.errors import ConfigError
 from htlib.methods import method_settings
 from htlib.profiles import get_profile
 from htlib.runs import Run, make_run, relative_to_project, run_lock
+from htlib.schemas import read_result, read_table
 from htlib.utils import write_atomic, write_text_atomic
 
 SEGMENT_COLUMNS = ["started_utc", "ended_utc", "from_step", "to_step", "episodes", "wall_seconds",
@@ -171,7 +172,7 @@ def record_tests(trainer) -> list[dict]:
                      "shots": shots, "test_accuracy": accuracy.accuracy, "ci95": accuracy.ci95,
                      "test_episodes": accuracy.episodes, "cpu": cpu_model(), "code": code_version()})
         print(f"campaign test at {rows[-1]['episodes']:,} episodes: {accuracy}", flush=True)
-    _append_rows(folder / "tests.csv", rows, TEST_COLUMNS)
+    _append_rows(folder / "tests.csv", rows, TEST_COLUMNS, "tests")
     return rows
 
 
@@ -201,24 +202,24 @@ def code_version() -> str:
 
 def segments(folder: str | Path) -> pd.DataFrame:
     """The campaign's segments so far (empty before the first)."""
-    return _read_rows(Path(folder) / "segments.csv", SEGMENT_COLUMNS)
+    return _read_rows(Path(folder) / "segments.csv", SEGMENT_COLUMNS, "segments")
 
 
 def campaign_tests(folder: str | Path) -> pd.DataFrame:
     """The campaign's tests so far, one row per test and shot count (empty before the first)."""
-    return _read_rows(Path(folder) / "tests.csv", TEST_COLUMNS)
+    return _read_rows(Path(folder) / "tests.csv", TEST_COLUMNS, "tests")
 
 
-def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=columns)
+def _read_rows(path: Path, columns: list[str], kind: str) -> pd.DataFrame:
+    return read_table(path, kind) if path.is_file() else pd.DataFrame(columns=columns)
 
 
 def _append_segment(folder: Path, row: dict) -> None:
-    _append_rows(folder / "segments.csv", [row], SEGMENT_COLUMNS)
+    _append_rows(folder / "segments.csv", [row], SEGMENT_COLUMNS, "segments")
 
 
-def _append_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
-    before, new = _read_rows(path, columns), pd.DataFrame(rows, columns=columns)
+def _append_rows(path: Path, rows: list[dict], columns: list[str], kind: str) -> None:
+    before, new = _read_rows(path, columns, kind), pd.DataFrame(rows, columns=columns)
     table = pd.concat([before, new], ignore_index=True) if len(before) else new
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
@@ -242,7 +243,7 @@ def status(root: str | Path) -> list[dict]:
             "best_at_episodes": None if best is None else int(best["episodes"]),
             "segments": len(parts), "cpus": sorted(set(parts["cpu"])) if len(parts) else [],
             "hours": round(float(parts["wall_seconds"].sum()) / 3600, 2) if len(parts) else 0.0,
-            "result": json.loads(result.read_text()) if result.is_file() else None,
+            "result": read_result(result) if result.is_file() else None,
             # the latest test of the best weights so far: {shots: (accuracy, ci95, at episodes)}
             "tests": {int(r.shots): (float(r.test_accuracy), float(r.ci95), int(r.episodes))
                       for r in latest.itertuples()},

@@ -31,3 +31,8 @@ class RunExistsError(UserError, FileExistsError):
 class StorageError(UserError, OSError):
     """A file could not be written: the disk is full, read-only or not ours (the message names the
     path and the cause; the file's previous version is kept)."""
+
+
+class ResultsError(UserError, ValueError):
+    """A results file (a table under results/, a run's result.json) that is damaged or not what its
+    kind holds; nothing is computed or rewritten from it."""

@@ -41,6 +41,7 @@ from htlib.profiles import get_profile
 from htlib.report import difference, seed_mean
 from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
+from htlib.schemas import read_result
 from htlib.utils import write_atomic
 
 COLUMNS = ["arm", "change", "seed", "steps", "episodes_per_step", "episodes", "val_accuracy", "test_accuracy",
@@ -314,7 +315,7 @@ def collect(spec: RecipeSpec) -> pd.DataFrame:
 
 
 def _row(spec: RecipeSpec, arm: str, run: Run) -> dict:
-    result = json.loads((run.folder / "result.json").read_text())
+    result = read_result(run.folder / "result.json")
     return {
         "arm": arm, "change": spec.arm_table[arm].change, "seed": run.config.seed, "steps": result["steps"],
         "episodes_per_step": run.config.episodes_per_step, "episodes": result["episodes_seen"],

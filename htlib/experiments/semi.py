@@ -37,6 +37,7 @@ from htlib.methods import method_name, method_settings, methods_that
 from htlib.profiles import get_profile
 from htlib.runs import Run, make_run, relative_to_project, table_path
 from htlib.train import Trainer, load_or_train, train
+from htlib.schemas import read_result
 from htlib.utils import write_atomic, write_text_atomic
 
 METHODS = methods_that(uses_unlabelled=True)  # the methods compared with and without unlabelled samples
@@ -139,7 +140,7 @@ def _evaluate_arm(spec: SemiSpec, arm: Run, base_result: dict) -> None:
     todo = [t for t in spec.tests() if t not in done]
     if not todo:
         return
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_result(run_dir / "result.json")
     trainer = Trainer(Run(cfg, None))  # for its test episodes; the weights are the arm's best (model.pt)
     checkpoints.load_weights(trainer.model, checkpoints.load(run_dir / "model.pt", "weights"), run_dir / "model.pt")
     for unlabelled, distractors in todo:

@@ -15,7 +15,6 @@ later call trains them.
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import os
 import time
@@ -32,6 +31,7 @@ from htlib.methods import compared_methods, get_method, method_name, method_sett
 from htlib.profiles import get_profile
 from htlib.runs import Run, is_finished, make_run, table_path
 from htlib.train import train
+from htlib.schemas import read_result
 from htlib.utils import write_atomic
 
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "steps", "episodes_seen",
@@ -89,7 +89,7 @@ def collect(spec: SweepSpec) -> pd.DataFrame:
     for cell in spec.cells():
         result = cell.folder / "result.json"
         if result.is_file():
-            rows.append(json.loads(result.read_text()))
+            rows.append(read_result(result))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

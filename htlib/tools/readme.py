@@ -31,6 +31,7 @@ from htlib.methods import METHODS, method_label
 from htlib.profiles import get_profile
 from htlib.report import PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps, unlabelled_gains
 from htlib.summaries import device_agreement
+from htlib.schemas import read_result, read_table
 from htlib.utils import write_text_atomic
 
 PROFILE, DATASET = "quick", "omniglot"  # the single runs and the semi-supervised experiment
@@ -590,12 +591,13 @@ def _search(pattern: str, text: str, what: str) -> str:
 
 # ---- files and markers ----
 
-def load(root: Path = PROJECT_ROOT) -> Results:
-    """Read every result file the README's sections need."""
+def load(root: Path | None = None) -> Results:
+    """Read every result file the README's sections need (of the project at `root`, by default this one)."""
+    root = root or PROJECT_ROOT
     results = root / "results"
 
     def result_files(folder: str) -> list[dict]:
-        return [json.loads(f.read_text()) for f in sorted((results / "runs" / folder).glob("*/result.json"))]
+        return [read_result(f) for f in sorted((results / "runs" / folder).glob("*/result.json"))]
 
     notes = (root / PAPER_NOTES).read_text(encoding="utf-8")
     tasks = re.search(r"--num_task_evals=(\d+)", notes)
@@ -603,15 +605,15 @@ def load(root: Path = PROJECT_ROOT) -> Results:
         raise ReadmeError(f"{PAPER_NOTES}: the paper's number of test tasks (--num_task_evals=N) not found")
     return Results(
         single_runs={r["method"]: r for r in result_files(PROFILE) if r["dataset"] == DATASET},
-        sweeps={p: pd.read_csv(results / f"sweep_{p}_{DATASET}.csv") for p in SWEEP_PROFILES},
-        semi=pd.read_csv(results / f"semi_{PROFILE}_{DATASET}.csv"),
+        sweeps={p: read_table(results / f"sweep_{p}_{DATASET}.csv", "sweep") for p in SWEEP_PROFILES},
+        semi=read_table(results / f"semi_{PROFILE}_{DATASET}.csv", "semi"),
         semi_train_seconds={(r["method"], r["unlabelled"]): r["wall_seconds"] for r in result_files(f"{PROFILE}-semi")},
-        semi_other=pd.read_csv(root / SEMI_OTHER),
+        semi_other=read_table(root / SEMI_OTHER, "semi"),
         gpu_log=(root / GPU_LOG).read_text(encoding="utf-8"),
-        bench={f.name: pd.read_csv(f) for f in sorted(results.glob("bench_*.csv"))},
-        recipe={p: pd.read_csv(results / f"recipe_{p}_{DATASET}.csv") for p in RECIPE_PROFILES
+        bench={f.name: read_table(f, "bench") for f in sorted(results.glob("bench_*.csv"))},
+        recipe={p: read_table(results / f"recipe_{p}_{DATASET}.csv", "recipe") for p in RECIPE_PROFILES
                 if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
-        fidelity={p: pd.read_csv(results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv") for p in PROTOCOLS
+        fidelity={p: read_table(results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv", "recipe") for p in PROTOCOLS
                   if (results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv").is_file()},
         campaigns=campaign_status(results / "runs" / "campaign"),
         paper_test_tasks=int(tasks.group(1)))
