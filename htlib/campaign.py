@@ -47,7 +47,7 @@ from htlib.errors import ConfigError
 from htlib.methods import method_settings
 from htlib.profiles import get_profile
 from htlib.runs import Run, make_run, relative_to_project, run_lock
-from htlib.schemas import read_result, read_table
+from htlib.schemas import read_config, read_result, read_table
 from htlib.utils import write_atomic, write_text_atomic
 
 SEGMENT_COLUMNS = ["started_utc", "ended_utc", "from_step", "to_step", "episodes", "wall_seconds",
@@ -229,7 +229,7 @@ def status(root: str | Path) -> list[dict]:
     reached, best validation accuracy so far and at which episode, segments and CPUs, test result."""
     out = []
     for folder in sorted(f for f in Path(root).glob("*") if (f / "config.json").is_file()):
-        config = json.loads((folder / "config.json").read_text())
+        config = read_config(folder / "config.json")
         parts, best, tested = segments(folder), best_validation(folder), campaign_tests(folder)
         latest = tested[tested["step"] == tested["step"].max()] if len(tested) else tested
         steps = int(parts["to_step"].max()) if len(parts) else 0

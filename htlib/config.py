@@ -97,7 +97,9 @@ class TrainConfig:
         out.val_every = pick(self.val_every, prof.val_every)
         out.val_episodes = pick(self.val_episodes, prof.val_episodes)
         out.test_episodes = pick(self.test_episodes, prof.test_episodes)
-        out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20)
+        steps_ok = isinstance(out.steps, int) and not isinstance(out.steps, bool)  # else _check names it
+        out.warmup_steps = self.warmup_steps if self.warmup_steps is not None else max(1, out.steps // 20) if \
+            steps_ok else 1
         if self.episodes_on_device is None:  # a different episode stream: fixed in the run's config now
             out.episodes_on_device = episodes_on_device(None, resolve_device(self.device))
         out._check()

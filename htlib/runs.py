@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from htlib.config import TrainConfig, config_differences
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import CheckpointError, ConfigError, RunLockedError
 from htlib.methods import METHODS, method_name
+from htlib.schemas import read_config
 from htlib.utils import storage_error
 
 RESULTS_ROOT = PROJECT_ROOT
@@ -51,7 +51,7 @@ def is_finished(run: Run) -> bool:
     saved = run.folder / "config.json"
     if not (run.folder / "result.json").is_file() or not saved.is_file():
         return False
-    differ = config_differences(json.loads(saved.read_text()), run.config)
+    differ = config_differences(read_config(saved), run.config)
     if differ:
         raise ConfigError(
             f"{run.folder} holds a finished run with other settings {differ} (as (stored, wanted)); a "
@@ -150,12 +150,12 @@ def run_lock(folder: str | os.PathLike | None):
     lock = FileLock(Path(folder, ".lock"))
     try:
         lock.acquire(timeout=0)
-    except OSError as exc:  # the folder exists but cannot hold a file (read-only, not ours, full)
-        raise storage_error(exc, Path(folder, ".lock")) from exc
-    except Timeout:
+    except Timeout:  # first: filelock's Timeout is an OSError too
         raise RunLockedError(
             f"Another process is training into {folder} (it holds {Path(folder, '.lock')}). "
             f"Wait for it to finish, or use another run folder.") from None
+    except OSError as exc:  # the folder exists but cannot hold a file (read-only, not ours, full)
+        raise storage_error(exc, Path(folder, ".lock")) from exc
     try:
         yield
     finally:

@@ -10,7 +10,7 @@ to do, before anything is computed or rewritten from it. One schema per kind of 
 - `recipe`: results/recipe_*.csv and results/fidelity_*.csv, one row per (arm, seed);
 - `bench`: results/bench_*.csv, one row per measurement (htlib.tools.bench.TABLE_KEY);
 - `segments`, `tests`: a campaign's segments.csv and tests.csv (htlib.campaign);
-- `result`: a run's result.json.
+- `result`: a run's result.json; `config`: a run's config.json (a TrainConfig's fields).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
-from htlib.errors import ResultsError
+from htlib.errors import ConfigError, ResultsError
 
 _fraction = pa.Check.in_range(0, 1)
 _positive = pa.Check.gt(0)
@@ -137,3 +137,26 @@ def read_result(path: str | Path) -> dict:
     if not 0 <= result["test_accuracy"] <= 1:
         raise ResultsError(f"{path}: field 'test_accuracy' is {result['test_accuracy']}, not in [0, 1]; {_fix(path)}.")
     return result
+
+
+def read_config(path: str | Path) -> dict:
+    """A run's config.json as the fields of a TrainConfig, each checked as TrainConfig checks a new
+    one; a ResultsError that names the file and the field otherwise."""
+    import dataclasses
+
+    from htlib.config import TrainConfig
+
+    path = Path(path)
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); {_fix(path)}.") from None
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(stored, dict) or not set(stored) <= known:
+        what = f"unknown fields {sorted(set(stored) - known)}" if isinstance(stored, dict) else type(stored).__name__
+        raise ResultsError(f"{path}: not the settings of an htlib run ({what}); {_fix(path)}.")
+    try:
+        TrainConfig(**stored).resolved()
+    except ConfigError as exc:
+        raise ResultsError(f"{path}: {exc} {_fix(path).capitalize()}.") from None
+    return stored

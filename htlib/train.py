@@ -42,7 +42,7 @@ from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_ep
 from htlib.methods import build_model, method_name
 from htlib.models.checks import trusted_episodes
 from htlib.runs import Run, is_finished, make_run, relative_to_project, run_lock
-from htlib.schemas import read_result
+from htlib.schemas import read_config, read_result
 from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
 
 
@@ -483,7 +483,7 @@ def load_trained(path: str | os.PathLike, device: str = "auto",
         if not config_file.is_file():
             raise CheckpointError(f"{path} holds weights only, and no config.json lies beside it to say "
                                   f"which model they belong to. Pass the run folder it came from.")
-        stored, weights = json.loads(config_file.read_text()), state
+        stored, weights = read_config(config_file), state
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     if not isinstance(stored, dict) or not set(stored) <= known:
         raise CheckpointError(f"{path}: its config is not an htlib TrainConfig "

@@ -3,6 +3,7 @@ the file, the line and the field, and nothing is computed or rewritten from it."
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -101,3 +102,26 @@ def test_the_readme_is_not_rewritten_from_a_damaged_table(tmp_path, capsys, monk
     assert (copy / "README.md").read_bytes() == before
     table.write_text("".join(lines))  # repaired: the README is computed from it again
     assert main(["readme"]) == 0 and main(["readme", "--check"]) == 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text[: len(text) // 2], "not valid JSON"),
+    (lambda text: text.replace('"channels": 4', '"channels": "4"'), "channels must be a whole number >= 1, got '4'"),
+    (lambda text: text.replace('"steps": 4', '"steps": "4"'), "steps must be a whole number >= 1, got '4'"),
+    (lambda text: text.replace('"seed": 0', '"sead": 0'), r"unknown fields \['sead'\]"),
+], ids=["cut", "channels", "steps", "renamed"])
+def test_a_damaged_run_config_names_its_file_and_field(tmp_path, capsys, edit, message):
+    """A finished run whose config.json was damaged: loading it, or training into its folder, is one
+    line that names the file (formerly a JSONDecodeError traceback, or an error about model_options)."""
+    from htlib.cli import main
+
+    task = ["--dataset", "synthetic", "--profile", "ci", "--steps", "4", "--ways", "5", "--channels", "4",
+            "--transformer-layers", "1", "--device", "cpu", "--no-progress"]
+    assert main(["train", *task, "--run-dir", str(tmp_path)]) == 0
+    config = tmp_path / "config.json"
+    config.write_text(edit(config.read_text()))
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "model.pt"), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: ") and len(err.splitlines()) == 1
+    assert re.search(message, err), err

@@ -25,7 +25,6 @@ after every run. `recipe_gaps` gives each arm minus the baseline with a 95% CI.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from htlib.profiles import get_profile
 from htlib.report import difference, seed_mean
 from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
-from htlib.schemas import read_result
+from htlib.schemas import read_config, read_result
 from htlib.utils import write_atomic
 
 COLUMNS = ["arm", "change", "seed", "steps", "episodes_per_step", "episodes", "val_accuracy", "test_accuracy",
@@ -228,7 +227,7 @@ class RecipeSpec:
         seeds = set()
         for saved in root.glob(f"{self.profile}-recipe*/*/config.json"):
             if (saved.parent / "result.json").is_file():
-                seeds.add(json.loads(saved.read_text())["seed"])
+                seeds.add(read_config(saved)["seed"])
         return sorted(seeds)
 
     def check(self) -> list[tuple[str, Run]]:
