@@ -181,7 +181,7 @@ def best_validation(folder: Path) -> pd.Series | None:
     path = Path(folder) / "metrics.csv"  # none before the first log point
     if not path.is_file():
         return None
-    metrics = pd.read_csv(path)
+    metrics = read_table(path, "metrics")
     val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else metrics.iloc[:0]
     return val.loc[val["val_accuracy"].idxmax()] if len(val) else None
 

@@ -9,6 +9,7 @@ to do, before anything is computed or rewritten from it. One schema per kind of 
 - `semi`: results/semi_<profile>_<dataset>.csv, one row per method and condition;
 - `recipe`: results/recipe_*.csv and results/fidelity_*.csv, one row per (arm, seed);
 - `bench`: results/bench_*.csv, one row per measurement (htlib.tools.bench.TABLE_KEY);
+- `metrics`: a run's metrics.csv, one row per log point (validation accuracy where validated);
 - `segments`, `tests`: a campaign's segments.csv and tests.csv (htlib.campaign);
 - `result`: a run's result.json; `config`: a run's config.json (a TrainConfig's fields).
 """
@@ -56,6 +57,11 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "segments": pa.DataFrameSchema(_columns(from_step=(int, _not_negative), to_step=(int, _not_negative),
                                             episodes=(int, _not_negative), wall_seconds=(float, _not_negative),
                                             cpu=(str, None)), unique=["from_step"]),
+    "metrics": pa.DataFrameSchema({**_columns(step=(int, _positive), episodes=(int, _positive),
+                                              loss=(float, None), accuracy=(float, _fraction)),
+                                   "val_accuracy": pa.Column(float, _fraction, nullable=True, required=False,
+                                                             coerce=True)},
+                                  unique=["step"]),
     # a test may be repeated at the same step (`campaign --test-only`): rows are a log, with no key
     "tests": pa.DataFrameSchema(_columns(step=(int, _not_negative), shots=(int, _positive),
                                          test_accuracy=(float, _fraction), ci95=(float, _not_negative))),

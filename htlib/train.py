@@ -42,7 +42,7 @@ from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_ep
 from htlib.methods import build_model, method_name
 from htlib.models.checks import trusted_episodes
 from htlib.runs import Run, is_finished, make_run, relative_to_project, run_lock
-from htlib.schemas import read_config, read_result
+from htlib.schemas import read_config, read_result, read_table
 from htlib.utils import resolve_device, seed_everything, write_atomic, write_text_atomic
 
 
@@ -457,7 +457,7 @@ def load_or_train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = No
         result = read_result(folder / "result.json")
         print(f"Loaded the finished run in {relative_to_project(folder)} (trained {result['steps']} steps in "
               f"{result['wall_seconds']:.0f} s on {result['device']}); delete it to retrain.")
-        return TrainResult(model.to(resolve_device(cfg.device)), cfg, pd.read_csv(folder / "metrics.csv"), result)
+        return TrainResult(model.to(resolve_device(cfg.device)), cfg, read_table(folder / "metrics.csv", "metrics"), result)
     print(f"Training into {relative_to_project(folder)} (resumes if interrupted).")
     return train(run, progress=progress)
 

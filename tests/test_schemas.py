@@ -20,6 +20,7 @@ SWEEP = ROOT / "results" / "sweep_quick_omniglot.csv"
     ("results/sweep_*.csv", "sweep"), ("results/semi_*.csv", "semi"), ("results/recipe_*.csv", "recipe"),
     ("results/fidelity_*.csv", "recipe"), ("results/bench_*.csv", "bench"),
     ("results/runs/campaign/*/segments.csv", "segments"), ("results/runs/campaign/*/tests.csv", "tests"),
+    ("results/runs/**/metrics.csv", "metrics"),
 ])
 def test_every_committed_table_passes_its_schema(pattern, kind):
     files = sorted(ROOT.glob(pattern))

@@ -40,7 +40,7 @@ from htlib.profiles import get_profile
 from htlib.report import difference, seed_mean
 from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
-from htlib.schemas import read_config, read_result
+from htlib.schemas import read_config, read_result, read_table
 from htlib.utils import write_atomic
 
 COLUMNS = ["arm", "change", "seed", "steps", "episodes_per_step", "episodes", "val_accuracy", "test_accuracy",
@@ -319,7 +319,7 @@ def _row(spec: RecipeSpec, arm: str, run: Run) -> dict:
         "arm": arm, "change": spec.arm_table[arm].change, "seed": run.config.seed, "steps": result["steps"],
         "episodes_per_step": run.config.episodes_per_step, "episodes": result["episodes_seen"],
         "val_accuracy": result["best_val_accuracy"], "test_accuracy": result["test_accuracy"],
-        "ci95": result["ci95"], "train_accuracy": late_train_accuracy(pd.read_csv(run.folder / "metrics.csv")),
+        "ci95": result["ci95"], "train_accuracy": late_train_accuracy(read_table(run.folder / "metrics.csv", "metrics")),
         **{k: result[k] for k in ("wall_seconds", "device", "htlib_version", "torch_version", "python_version")},
     }
 
