@@ -64,8 +64,9 @@ $(COURSE): $(VENV)/.installed pyproject.toml
 student: $(COURSE)  ## write the student versions of notebooks 01-05 into notebooks/student/ (solutions -> stubs)
 	$(PY) -m htlib.course student
 
-grade: $(COURSE)  ## grade submissions at ci: make grade SUBMISSIONS=DIR (DIR/<student>/01_episodes.ipynb ...)
-	$(PY) -m htlib.course grade $(SUBMISSIONS)
+grade: $(COURSE)  ## grade submissions at ci: make grade SUBMISSIONS=DIR [TIMEOUT=s per cell] [OUT=dir] [ONLY="01 04"]
+	$(PY) -m htlib.course grade $(SUBMISSIONS) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(OUT),--out $(OUT)) \
+		$(if $(ONLY),--only $(ONLY))
 
 lab: setup  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--out", type=Path, default=None,
                        help="where grades.csv, summary.csv and executed/ go (default runs/grades/<folder name>/)")
     grade.add_argument("--profile", default="ci", help="profile injected into every notebook (default: ci)")
-    grade.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default: 600)")
+    grade.add_argument("--timeout", type=float, default=None,
+                       help="seconds per cell; a cell past it is interrupted and the notebook goes on (default: 300)")
+    grade.add_argument("--regrade", action="store_true",
+                       help="grade every student again (default: keep the students graded before in --out)")
     grade.add_argument("--dataset", default=None, help="omniglot | synthetic (default: each notebook's own)")
     grade.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
     grade.add_argument("--only", nargs="*", default=None, help="notebook prefixes to grade, e.g. 01 04")
@@ -73,10 +76,10 @@ def _grade(args) -> int:
 
     out = args.out or default_out_dir(args.folder)
     table = grade_folder(args.folder, out, profile=args.profile, timeout=args.timeout or DEFAULT_TIMEOUT,
-                         dataset=args.dataset, data_dir=args.data_dir, only=args.only)
+                         dataset=args.dataset, data_dir=args.data_dir, only=args.only, regrade=args.regrade)
     print(summary(table).to_string(index=False))
-    print(f"wrote {out / 'grades.csv'} ({len(table)} rows), {out / 'summary.csv'} and the executed notebooks "
-          f"in {out / 'executed'}")
+    print(f"wrote {out / 'grades.csv'} ({len(table)} rows), {out / 'summary.csv'}, {out / 'gradebook.csv'}, one "
+          f"feedback file per student in {out / 'feedback'} and the executed notebooks in {out / 'executed'}")
     return 0
 
 

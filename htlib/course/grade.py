@@ -1,18 +1,25 @@
-"""Grade a folder of submissions: one CSV row per student and exercise, and a summary.
+"""Grade a folder of submissions: one CSV row per student and exercise, a summary, a gradebook
+and a feedback file per student.
 
 Layout: ``FOLDER/<student>/<notebook>.ipynb``, the notebooks named as in notebooks/student/
 (``01_episodes.ipynb`` ...). Each submission is executed in a fresh kernel at the given profile
 (papermill injects it as it does for every notebook run), with errors allowed so that a broken
-cell costs only what depends on it, and with one time limit for the whole notebook. As nbgrader's
-autograde does, the check cells are first replaced by the released ones, and each check cell is
-scored by nbgrader's rule (`nbgrader.utils.determine_grade`: the cell's value is its points, an
-error scores 0). A notebook that is missing, unreadable, raises, runs past its limit or kills its
-kernel gets rows that say so; the grader itself goes on to the next.
+cell costs only what depends on it, and with a time limit per cell, as nbgrader's: a cell that
+runs past it is interrupted and the notebook goes on. As nbgrader's autograde does, the check
+cells are first replaced by the released ones, and each check cell is scored by nbgrader's rule
+(`nbgrader.utils.determine_grade`: the cell's value is its points, an error scores 0). A notebook
+that is missing, unreadable, raises, runs past a limit or kills its kernel gets rows that say so;
+the grader itself goes on to the next.
+
+The files are written after every student, so a crash (or a full disk) loses at most the student
+in progress; a second run into the same folder grades only the students not graded yet
+(`regrade=True` starts again).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,8 +37,11 @@ from htlib.course.release import (
     teacher_notebooks,
 )
 from htlib.tools.notebooks import NOTEBOOK_DIR
+from htlib.utils import write_atomic, write_text_atomic
 
-DEFAULT_TIMEOUT = 600  # seconds per notebook: far above what any notebook needs at `ci`
+# seconds per cell: far above what any cell needs at `ci` (the slowest trains for a few seconds), so
+# that only a loop that never ends, or a student's training at a large budget, is interrupted
+DEFAULT_TIMEOUT = 300
 COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "status", "message", "notebook_status"]
 
 
@@ -70,11 +80,15 @@ def submissions(folder: Path) -> list[Path]:
 
 def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: float = DEFAULT_TIMEOUT,
                  dataset: str | None = None, data_dir: str | None = None, only: list[str] | None = None,
-                 log=print) -> pd.DataFrame:
-    """Grade every student in `folder`; write grades.csv, summary.csv and the executed notebooks to `out_dir`."""
+                 log=print, regrade: bool = False) -> pd.DataFrame:
+    """Grade every student in `folder` (`timeout`: seconds per cell); write grades.csv, summary.csv,
+    gradebook.csv, feedback/<student>.md and the executed notebooks to `out_dir`, after each student.
+    Students already graded there for these notebooks are kept, unless `regrade`."""
     from htlib.profiles import get_profile
 
     get_profile(profile)  # a typo fails here, before any notebook runs
+    if not timeout > 0:
+        raise CourseError(f"the time limit per cell must be > 0 seconds, got {timeout!r}")
     students = submissions(folder)
     books = {p: s for p, s in teacher_notebooks().items() if not only or p in only}
     if not books:
@@ -83,8 +97,14 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
     params = {"profile": profile, **({"dataset": dataset} if dataset else {}),
               **({"data_dir": str(Path(data_dir).resolve())} if data_dir else {})}
     out_dir = Path(out_dir)
+    done = pd.DataFrame(columns=COLUMNS) if regrade else graded_before(out_dir)
     rows: list[Row] = []
     for student in students:
+        kept = done[done["student"] == student.name]
+        if set(books) <= set(kept["notebook"]):  # graded by an earlier run into the same folder
+            rows += [Row(**r) for r in kept[kept["notebook"].isin(books)].to_dict("records")]
+            log(f"[grade] {student.name}: graded before, kept (regrade to grade again)")
+            continue
         for prefix, teacher in books.items():
             path = student / teacher.name
             start = time.perf_counter()
@@ -94,11 +114,54 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
             got = sum(r.points for r in graded)
             log(f"[grade] {student.name}/{teacher.name}: {got:g} / {sum(r.max_points for r in graded):g} points, "
                 f"{graded[0].notebook_status} ({time.perf_counter() - start:.0f} s)")
+        write_outputs(pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS), out_dir)
     table = pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "grades.csv", index=False, quoting=csv.QUOTE_NONNUMERIC)
-    summary(table).to_csv(out_dir / "summary.csv", index=False)
+    write_outputs(table, out_dir)
     return table
+
+
+def graded_before(out_dir: Path) -> pd.DataFrame:
+    """The rows of an earlier run into `out_dir` (none if it has no grades.csv)."""
+    path = Path(out_dir) / "grades.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    text = ("student", "notebook", "exercise", "status", "message", "notebook_status")  # "05" stays "05"
+    table = pd.read_csv(path, keep_default_na=False, dtype={name: str for name in text})
+    if list(table.columns) != COLUMNS:
+        raise CourseError(f"{path} is not a grades.csv of this grader (columns {list(table.columns)}); grade into "
+                          f"another --out, or pass --regrade to replace it")
+    return table.astype({"points": float, "max_points": float})
+
+
+def write_outputs(table: pd.DataFrame, out_dir: Path) -> None:
+    """grades.csv (long), summary.csv, gradebook.csv (student x exercise) and one feedback file per student."""
+    write_atomic(out_dir / "grades.csv", lambda tmp: table.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC))
+    write_atomic(out_dir / "summary.csv", lambda tmp: summary(table).to_csv(tmp, index=False))
+    write_atomic(out_dir / "gradebook.csv", lambda tmp: gradebook(table).to_csv(tmp))
+    for student, rows in table.groupby("student", sort=False):
+        write_text_atomic(out_dir / "feedback" / f"{student}.md", feedback(student, rows))
+
+
+def gradebook(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per student, one column per exercise (its points), then the total."""
+    wide = table.pivot_table(index="student", columns="exercise", values="points", aggfunc="sum", sort=False)
+    wide = wide[list(dict.fromkeys(table["exercise"]))]
+    wide["total"] = table.groupby("student", sort=False)["points"].sum()
+    wide["max_points"] = table.groupby("student", sort=False)["max_points"].sum()
+    return wide
+
+
+def feedback(student: str, rows: pd.DataFrame) -> str:
+    """What a student reads: per notebook, how it ran, then each exercise's points and message."""
+    got, most = rows["points"].sum(), rows["max_points"].sum()
+    lines = [f"# Feedback for {student}", "", f"**{got:g} of {most:g} points** ({100 * got / most:.0f}%).", ""]
+    for notebook, part in rows.groupby("notebook", sort=False):
+        lines += [f"## {notebook}", "", f"How it ran: {part['notebook_status'].iloc[0]}.", "",
+                  "| exercise | points | result | what the check said |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r.exercise} | {r.points:g} / {r.max_points:g} | {r.status} | "
+                  f"{str(r.message).replace('|', '/')} |" for r in part.itertuples()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -170,36 +233,44 @@ def score(student: str, prefix: str, ex, run: Run, at: int | None) -> Row:
 
 
 def execute(nb, params: dict, timeout: float) -> Run:
-    """Run a notebook with `params` injected, errors allowed, within `timeout` seconds in all."""
+    """Run a notebook with `params` injected, errors allowed, each cell within `timeout` seconds: a
+    cell past it is interrupted (as Ctrl-C would) and the next cells run."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.parameterize import parameterize_notebook
 
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     nb = parameterize_notebook(nb, params)
-    deadline = time.monotonic() + timeout
-    current = {"index": None}
+    current, started, slow = {"index": None}, {}, []
 
     def on_cell_start(cell, cell_index, **_):
-        current["index"] = cell_index
+        current["index"], started[cell_index] = cell_index, time.monotonic()
 
-    client = NotebookClient(nb, kernel_name="python3", allow_errors=True, record_timing=False,
-                            timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
-                            on_cell_start=on_cell_start, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    def on_cell_executed(cell, cell_index, **_):
+        if time.monotonic() - started.get(cell_index, time.monotonic()) >= timeout:
+            slow.append(cell_index)
+
+    client = NotebookClient(nb, kernel_name="python3", allow_errors=True, record_timing=False, timeout=timeout,
+                            interrupt_on_timeout=True, on_cell_start=on_cell_start,
+                            on_cell_executed=on_cell_executed, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     try:
         client.execute()
-    except CellTimeoutError:
+    except CellTimeoutError:  # the interrupt did not stop the cell either (e.g. a loop in C)
         i = current["index"]
-        return Run(nb, i, f"ran past its time limit of {timeout:g} s in cell {i} ({_first_line(nb.cells[i])})")
+        return Run(nb, i, f"ran past its time limit of {timeout:g} s in cell {i} ({_first_line(nb.cells[i])}) and "
+                          f"did not stop when interrupted")
     except DeadKernelError:
         i = current["index"]
         return Run(nb, i, f"its kernel died in cell {i} ({_first_line(nb.cells[i])})")
-    failed = [(i, o) for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.output_type == "error"]
+    interrupted = "".join(f"; cell {i} ({_first_line(nb.cells[i])}) ran past the time limit of {timeout:g} s per "
+                          f"cell and was interrupted" for i in slow)
+    failed = [(i, o) for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.output_type == "error"
+              and i not in slow]
     if failed:
         i, out = failed[0]
-        return Run(nb, None, f"ran to the end; {len(failed)} cell(s) raised, first cell {i} "
+        return Run(nb, None, f"ran to the end{interrupted}; {len(failed)} cell(s) raised, first cell {i} "
                              f"({_first_line(nb.cells[i])}): {out.ename}")
-    return Run(nb, None, "ran to the end without errors")
+    return Run(nb, None, f"ran to the end{interrupted}" if interrupted else "ran to the end without errors")
 
 
 def _first_line(cell) -> str:
@@ -208,9 +279,12 @@ def _first_line(cell) -> str:
 
 
 def default_out_dir(folder: Path) -> Path:
+    """runs/grades/<folder name>-<6 hex of its full path>: two folders of the same name never share one."""
     from htlib.data.paths import PROJECT_ROOT
 
-    return PROJECT_ROOT / "runs" / "grades" / Path(folder).resolve().name
+    folder = Path(folder).resolve()
+    return PROJECT_ROOT / "runs" / "grades" / f"{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:6]}"
 
 
-__all__ = ["COLUMNS", "DEFAULT_TIMEOUT", "STUDENT_DIR", "grade_folder", "submissions", "summary"]
+__all__ = ["COLUMNS", "DEFAULT_TIMEOUT", "STUDENT_DIR", "feedback", "grade_folder", "gradebook", "submissions",
+           "summary"]
