@@ -62,6 +62,15 @@ def _choose_global_rng(n, ways, g):
     return torch.randperm(n)[:ways]
 
 
+def _choose_one_short(n, ways, g):  # never draws the last class
+    return torch.randperm(n - 1, generator=g)[:ways]
+
+
+def _choose_favourite(n, ways, g):  # class 0 in almost every episode
+    picked = torch.randperm(n, generator=g)[:ways]
+    return picked if bool((picked == 0).any()) else torch.cat([torch.zeros(1, dtype=picked.dtype), picked[1:]])
+
+
 def _choose_with_replacement(n, ways, g):
     return torch.randint(n, (ways,), generator=g)
 
@@ -205,6 +214,8 @@ MISTAKES = [
     ("choose_classes", _choose_global_rng, "seeded alike gave different classes"),
     ("choose_classes", _choose_with_replacement, "a class appears twice"),
     ("choose_classes", _choose_first, "Every seed gives the same classes"),
+    ("choose_classes", _choose_one_short, "class [49] never came up"),
+    ("choose_classes", _choose_favourite, "class 0 came up 200 times"),
     ("split_episode", _split_repeat, "That is torch.arange(N).repeat(...)"),
     ("split_episode", _split_transposed, "not ordered class by class"),
     ("split_episode", _split_swapped, "the first K = 2 drawings are the support"),

@@ -69,10 +69,21 @@ def _check_choose_classes(answer) -> str:
         draws.append(got.tolist())
     if all(d == draws[0] for d in draws):
         raise CheckFailed(f"Every seed gives the same classes {draws[0]}: the episodes would all be one task.", hint)
-    seen = {c for d in draws for c in d}
-    if len(seen) < 40:
-        raise CheckFailed(f"In 200 draws of 5 classes out of 50 only {len(seen)} different classes ever came up "
-                          f"({sorted(seen)[:10]}...): every class must have the same chance.", hint)
+    # In 200 draws of 5 of 50 classes a fair answer includes a given class with probability 0.1 per
+    # draw, so it misses that class in all 200 with probability 0.9**200 = 7e-10, and misses any of
+    # the 50 with at most 50 times that (4e-8): every class must come up. Its count is Binomial(200,
+    # 0.1): mean 20, sd 4.2; above 45 (6 sd) it is not a fair draw (probability < 1e-8 per class).
+    counts = torch.bincount(torch.tensor(draws).flatten(), minlength=50)
+    never = (counts == 0).nonzero().flatten().tolist()
+    if never:
+        raise CheckFailed(f"In 200 draws of 5 classes out of 50, class{'es' if len(never) > 1 else ''} {never} never "
+                          f"came up (a fair draw misses a class that often with probability 7e-10): every class "
+                          f"must have the same chance.", "permute all num_classes classes, not num_classes - 1 "
+                          "or a range that stops short: " + hint)
+    if int(counts.max()) > 45:
+        raise CheckFailed(f"In 200 draws of 5 classes out of 50, class {int(counts.argmax())} came up "
+                          f"{int(counts.max())} times (a fair draw: about 20, rarely above 33): every class must "
+                          f"have the same chance.", hint)
     increasing = sum(d == sorted(d) for d in draws)
     if increasing > 100:
         raise CheckFailed(f"Labels not permuted: in {increasing} of 200 draws the classes come out in increasing "
@@ -80,7 +91,7 @@ def _check_choose_classes(answer) -> str:
                           f"smallest class index is slot 0' instead of reading labels off the support set.",
                           "do not sort: the order of the draw is the slot order")
     return ("N distinct classes in 0..num_classes-1, in random order, drawn again exactly from the same seed, "
-            f"{len(seen)} of 50 classes seen in 200 draws.")
+            f"each of the 50 classes seen {int(counts.min())} to {int(counts.max())} times in 200 draws.")
 
 
 def split_episode(picked: torch.Tensor, shots: int):
