@@ -136,8 +136,12 @@ def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0,
 
 
 def _record_start(start: Path, folder: Path) -> None:
-    """init.json of a fine-tune: the 1-shot run, episodes and validation accuracy of the weights it loaded."""
-    best, trained = best_validation(start), segments(start)
+    """init.json of a fine-tune: the 1-shot run, episodes and validation accuracy of the weights it loaded.
+    Its model.pt is written at the end of a segment, so the best is sought up to the last segment's
+    end (the 1-shot run may be training a next segment meanwhile)."""
+    trained = segments(start)
+    until = int(trained["to_step"].max()) if len(trained) else None
+    best = best_validation(start, until)
     write_text_atomic(folder / "init.json", json.dumps({
         "from": start.name, "trained_episodes": int(trained["episodes"].sum()) if len(trained) else 0,
         "best_at_episodes": None if best is None else int(best["episodes"]),
@@ -176,12 +180,15 @@ def record_tests(trainer) -> list[dict]:
     return rows
 
 
-def best_validation(folder: Path) -> pd.Series | None:
-    """The metrics.csv row of the best validation accuracy so far (None before the first)."""
+def best_validation(folder: Path, until_step: int | None = None) -> pd.Series | None:
+    """The metrics.csv row of the best validation accuracy so far, or up to `until_step` (None before
+    the first)."""
     path = Path(folder) / "metrics.csv"  # none before the first log point
     if not path.is_file():
         return None
     metrics = read_table(path, "metrics")
+    if until_step is not None:
+        metrics = metrics[metrics["step"] <= until_step]
     val = metrics.dropna(subset=["val_accuracy"]) if "val_accuracy" in metrics else metrics.iloc[:0]
     return val.loc[val["val_accuracy"].idxmax()] if len(val) else None
 
