@@ -166,10 +166,12 @@ from htlib import speed
 speed.tune_backends(torch.device("cpu"))
 for _ in range(3):  # warm: the first allocations fault whatever the setting
     torch.empty(10_000_000).fill_(1.0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
 for _ in range(20):  # a 40 MB buffer freed and allocated again, as a training step does
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.empty(10_000_000).fill_(1.0)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(faults)[len(faults) // 2])
 """
 
 
@@ -177,12 +179,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def test_cpu_tuning_stops_the_page_faults_of_reallocated_buffers_and_the_switch_turns_it_off():
     """A 40 MB buffer is 9,800 pages, above the largest size glibc ever serves from its heap (32 MB):
     glibc unmaps it on free and faults every page in again on the next first touch; tuned, the block
-    stays in the heap and is reused without a fault. (Smaller buffers fault through glibc's trimming
-    of the heap's top, which depends on the order of frees; a training step has both.)"""
+    stays in the heap and is reused without a fault. The median round is compared: on some machines
+    the tuned heap still grows once (another allocation lands above the freed block, so one round
+    faults a fresh 40 MB), which is a one-off, not the steady state a training step lives in.
+    (Smaller buffers fault through glibc's trimming of the heap's top, which depends on the order of
+    frees; a training step has both.)"""
     untuned = int(_in_fresh_process(_PAGE_FAULTS, HTLIB_CPU_TUNING="0"))
     tuned = int(_in_fresh_process(_PAGE_FAULTS, HTLIB_CPU_TUNING="1"))
-    assert untuned > 20 * 9000, untuned  # every round faults (nearly) every page
-    assert tuned < 2000, tuned
+    assert untuned > 9000, untuned  # the median round faults (nearly) every page
+    assert tuned < 100, tuned  # the median round reuses the block
 
 
 _STEP_LOSSES = """
