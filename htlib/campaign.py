@@ -39,12 +39,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from htlib import checkpoints
+import htlib.checkpoints as checkpoints
 from htlib.config import TrainConfig
 from htlib.cpu import capability, cpu_model
 from htlib.data.protocols import protocol_settings
 from htlib.errors import ConfigError
-from htlib.methods import method_settings
 from htlib.profiles import get_profile
 from htlib.runs import Run, make_run, relative_to_project, run_lock
 from htlib.schemas import read_config, read_result, read_table
@@ -77,7 +76,7 @@ class CampaignSpec:
     def config(self) -> TrainConfig:
         cfg = TrainConfig(profile=self.profile, seed=self.seed, data_dir=self.data_dir, device=self.device,
                           dataset=self.dataset, ways=self.ways, shots=self.shots,
-                          **method_settings("ht-all"), **protocol_settings(self.protocol),
+                          method="ht-all", **protocol_settings(self.protocol),
                           model_options=dict(self.model_options))
         if self.shots == 1:
             return cfg

@@ -12,6 +12,8 @@ import math
 import pandas as pd
 import torch
 
+from htlib.methods import compared_methods, method_label, methods_that
+
 # Headline accuracies (%) the paper reports (docs/paper.md, section 3), keyed by (dataset, ways, shots).
 # The paper's HT numbers come from 4M single-episode training steps.
 PAPER_REPORTED = {
@@ -29,13 +31,15 @@ def accuracy_grid(table: pd.DataFrame) -> pd.DataFrame:
     return grid
 
 
-def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = ("ht-logits", "protonet")):
+def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | None = None):
     """Accuracy of `method` minus each of `others`, per (shots, channels), with a 95% CI.
 
     The CI treats the two accuracies as independent (sqrt of the summed squared half-widths).
     Every method is tested on the same episodes, so a paired CI would be narrower: this one is
     conservative. verdict: 'better' / 'worse' when the CI excludes 0, else 'no clear difference'.
+    `others` default to the baselines of the paper's finding 1 (FINDING1_BASELINES).
     """
+    others = FINDING1_BASELINES if others is None else others
     cells = _per_cell(table).set_index(["shots", "channels", "method"])
     out = []
     for shots, channels in cells.index.droplevel("method").unique():
@@ -50,8 +54,7 @@ def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = 
     return pd.DataFrame(out, columns=["shots", "channels", "versus", "gap", "ci95", "verdict"])
 
 
-def verdicts(table: pd.DataFrame, method: str = "ht-all",
-             others: tuple[str, ...] = ("ht-logits", "protonet")) -> list[str]:
+def verdicts(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | None = None) -> list[str]:
     """Plain sentences on the two parts of the claim, for each shot count in the table."""
     g = gaps(table, method, others)
     lines = []
@@ -196,11 +199,11 @@ def kernel_variation(model, support: torch.Tensor, labels: torch.Tensor, ways: i
 PAPER_EPISODES = 4_000_000
 # Task sizes of the headline table: the shot counts the paper reports for 20-way Omniglot.
 HEADLINE_SHOTS = (1, 5)
-# The single runs of notebook 02 (all 1-shot), as (method, generate, name in the headline table).
-SINGLE_RUNS = (("ht", "all", "HT, all layers"), ("ht", "logits", "HT, logits only"),
-               ("protonet", "all", "ProtoNet"), ("maml", "all", "MAML"))
+# The single runs of notebook 02 (all 1-shot; the methods of the paper's comparison): method -> its
+# name in the headline table.
+SINGLE_RUNS = {m: method_label(m, short=True) for m in compared_methods()}
 # Finding 1 compares HT-all with the alternatives our sweeps train at equal C (MAML only at a few cells).
-FINDING1_BASELINES = ("ht-logits", "protonet")
+FINDING1_BASELINES = tuple(m for m in methods_that(compared=True, second_order=False) if m != "ht-all")
 # Finding 5: the paper reports kernels varying "roughly 10-15%" across tasks; our statistic and training differ
 # from its, so anything within about a factor of two of that (5% to 25%, bounds included) counts as reproduced.
 KERNEL_VARIATION_BAND = (0.05, 0.25)

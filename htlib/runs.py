@@ -22,7 +22,7 @@ from pathlib import Path
 from htlib.config import TrainConfig, config_differences
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import CheckpointError, ConfigError, RunLockedError
-from htlib.methods import METHODS, method_name
+from htlib.methods import get_method
 from htlib.schemas import read_config
 from htlib.utils import storage_error
 
@@ -78,8 +78,8 @@ def run_name(cfg: TrainConfig) -> str:
     """e.g. ht-all-omniglot-20w1s-u0-c8-seed0; model options beyond the method's own are appended
     (…-seed0-transformer_layers=1), then recipe settings off their default (…-lr=0.003), so that
     a variant never lands in the folder of the default."""
-    name = method_name(cfg)
-    own = METHODS[name].settings.get("model_options", {}) if name in METHODS else {}
+    name = cfg.method
+    own = get_method(name).options
     extra = "".join(f"-{k}={v}" for k, v in sorted(cfg.model_options.items()) if own.get(k, object()) != v)
     default = TrainConfig()
     extra += "".join(f"-{k}={getattr(cfg, k)}" for k in TASK_FIELDS + RECIPE_FIELDS

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from htlib.report import KERNEL_VARIATION_BAND, PAPER_EPISODES, seed_mean, semi_verdicts, verdicts
+from htlib.report import (FINDING1_BASELINES, KERNEL_VARIATION_BAND, PAPER_EPISODES, seed_mean, semi_verdicts,
+                          verdicts)
 
 KEYS_SEMI = ["method", "train_unlabelled", "test_unlabelled", "test_distractors"]
 
@@ -31,7 +32,7 @@ def sweep_summary(table: pd.DataFrame, profile: str, grid_cells: int) -> str:
     """The budget, completeness and computed verdicts of one committed sweep."""
     if table.empty:
         return f"**`{profile}`**: no committed sweep table."
-    others = tuple(m for m in ("ht-logits", "protonet") if m in set(table["method"]))
+    others = tuple(m for m in FINDING1_BASELINES if m in set(table["method"]))
     head = (f"**`{profile}`, on {_devices(table)}**: {_budget(table)} per cell; {len(table)} of {grid_cells} "
             f"cells finished, {table['wall_seconds'].sum() / 60:.0f} min of cell time; "
             f"{int(table['test_episodes'].min())} test episodes per cell.")

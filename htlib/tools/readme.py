@@ -29,7 +29,8 @@ from htlib.data.protocols import PROTOCOLS
 from htlib.errors import UserError
 from htlib.methods import METHODS, method_label
 from htlib.profiles import get_profile
-from htlib.report import PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps, unlabelled_gains
+from htlib.report import (FINDING1_BASELINES, PAPER_EPISODES, PAPER_REPORTED, SINGLE_RUNS, accuracy_grid, findings,
+                          gaps, unlabelled_gains)
 from htlib.summaries import device_agreement
 from htlib.schemas import read_result, read_table
 from htlib.utils import write_text_atomic
@@ -42,7 +43,7 @@ SEMI_OTHER = "results/gpu/semi_quick_omniglot_h100.csv"  # the semi-supervised r
 PAPER_NOTES = "docs/paper.md"
 
 # The single runs' table: one row per method, in this order (labels: htlib.methods).
-SINGLE_RUN_ORDER = ("ht-all", "ht-logits", "protonet", "maml")
+SINGLE_RUN_ORDER = tuple(SINGLE_RUNS)
 # The sweep table's method column, where it says more than the method's name.
 SWEEP_NAMES = {"maml": "maml (2nd order, 5 steps)"}
 # The paper's claim of finding 1 (generate all layers), by the status htlib.report.findings gives it.
@@ -174,7 +175,7 @@ def _single_runs_prose(runs: dict[str, dict], paper: dict) -> str:
     table = pd.DataFrame(runs.values())
     text = (f"All `{_one(table.profile, 'profile')}` rows are scored on the same "
             f"{_one(table.test_episodes, 'test episodes')} test episodes (fixed seed), one training seed each.")
-    g = gaps(table, "ht-all", tuple(m for m in ("ht-logits", "protonet") if m in runs)).set_index("versus")
+    g = gaps(table, "ht-all", tuple(m for m in FINDING1_BASELINES if m in runs)).set_index("versus")
     if g.empty:
         return text
     point = "already point" if g.verdict.eq("better").all() else "do not all point"
@@ -265,7 +266,7 @@ def _sweep_table(sweeps: dict[str, pd.DataFrame], channels: list[int], top: str)
 
 def _sweep_bullet(profile: str, t: pd.DataFrame, least_training: bool) -> str:
     """What one sweep says about the paper's claim, from htlib.report's gaps and finding 1."""
-    others = tuple(m for m in ("ht-logits", "protonet") if m in set(t.method))
+    others = tuple(m for m in FINDING1_BASELINES if m in set(t.method))
     g = gaps(t, "ht-all", others)
     ways = _one(t.ways, "ways")
     status = findings({profile: t}, pd.DataFrame(), None, None, profile, ways).set_index("finding").loc[1, "status"]
