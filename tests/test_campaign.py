@@ -68,15 +68,15 @@ def test_time_based_checkpoints_and_bad_durations(monkeypatch):
 
 def test_status_and_the_readme_row_come_from_the_files(tmp_path):
     from htlib.campaign import status
-    from htlib.tools.readme import render_campaign
+    from htlib.summaries import campaign_section
 
-    assert "No campaign started yet" in render_campaign([])
+    assert "No campaign started yet" in campaign_section([])
     run_campaign(smoke(), minutes=1e-4)
     (found,) = status(tmp_path / "runs" / "ci")
     assert found["steps"] < found["total_steps"] == 20 and found["total_episodes"] == 80
     assert found["segments"] == 1 and found["result"] is None and found["split_scheme"] == "paper"
     assert set(found["tests"]) == {1, 5} and found["tests"][1][2] == found["episodes"]
-    row = render_campaign([found])
+    row = campaign_section([found])
     one, five = (f"{100 * found['tests'][k][0]:.1f} ± {100 * found['tests'][k][1]:.1f}%" for k in (1, 5))
     assert f"| `{found['name']}` | `paper` | {found['episodes']} of 80 (" in row
     assert f"| {one} | {five} | – |" in row  # tested now at 1 and 5 shots; no final test yet
