@@ -35,7 +35,8 @@ def test_the_notebooks_import_from_the_public_surface_only():
 
 
 def _module_imports() -> dict[str, set[str]]:
-    """Module -> the htlib modules it imports when it is loaded (not those imported inside functions)."""
+    """Module -> the htlib modules it imports, at load time or inside a function (a package that
+    holds the module is not counted: importing a submodule loads it first anyway)."""
     modules = {}
     for path in (ROOT / "htlib").rglob("*.py"):
         name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
@@ -43,12 +44,12 @@ def _module_imports() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 targets |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        graph[name] = {t for t in targets if t in modules and t != name}
+        graph[name] = {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
     return graph
 
 

@@ -362,3 +362,36 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
 
 def _write(spec: RecipeSpec, table: pd.DataFrame) -> None:
     write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def fidelity_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The fidelity study side by side: one row per arm, for each protocol (tables: protocol -> its
+    results/fidelity_<protocol>_*.csv) the arm's test accuracy over its seeds and its gap to that
+    protocol's baseline on the seeds both have (recipe_gaps); arms with no
+    run yet are left out."""
+    rows = {arm: {"arm": arm, "change": FIDELITY_ARMS[arm].change} for arm in FIDELITY_ARMS}
+    for protocol, table in tables.items():
+        if table.empty or BASELINE not in set(table["arm"]):
+            continue
+        for arm, own in table.groupby("arm"):
+            rows[arm].update({f"{protocol} accuracy": own["test_accuracy"].mean(), f"{protocol} seeds": len(own)})
+        for g in recipe_gaps(table).itertuples():  # seeds: those the arm shares with the baseline
+            rows[g.arm].update({f"{protocol} seeds": g.seeds, f"{protocol} gap": g.gap, f"{protocol} ci95": g.ci95,
+                                f"{protocol} verdict": g.verdict})
+    out = pd.DataFrame([r for r in rows.values() if len(r) > 2])
+    return out.reset_index(drop=True)
+
+
+def protocol_gap(tables: dict[str, pd.DataFrame], protocol: str = "paper", against: str = "vinyals") -> dict | None:
+    """The baseline on `protocol` minus the baseline on `against`, on the seeds both have (None
+    while either is missing): how much of an accuracy is the protocol's, not the model's."""
+    bases = {p: tables[p][tables[p]["arm"] == BASELINE].set_index("seed") for p in (protocol, against)
+             if p in tables and not tables[p].empty}
+    if len(bases) < 2:
+        return None
+    seeds = sorted(set(bases[protocol].index) & set(bases[against].index))
+    if not seeds:
+        return None
+    mine, theirs = seed_mean(bases[protocol].loc[seeds]), seed_mean(bases[against].loc[seeds])
+    return {"seeds": len(seeds), protocol: mine.test_accuracy, against: theirs.test_accuracy,
+            **difference(mine, theirs)}

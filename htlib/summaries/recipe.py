@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from htlib.experiments.recipe import BASELINE, FIDELITY_ARMS, recipe_gaps
+from htlib.experiments.recipe import BASELINE, FIDELITY_ARMS, fidelity_table, protocol_gap, recipe_gaps
 from htlib.profiles import get_profile
-from htlib.report import PAPER_REPORTED, fidelity_table, protocol_gap, seed_mean
+from htlib.report import PAPER_REPORTED, seed_mean
 from htlib.summaries.text import ProseError, devices, gap_text, hardware, listing, one, signed, md_table, wrap
 
 
