@@ -240,3 +240,17 @@ def test_default_output_folders_of_same_named_submission_folders_differ(tmp_path
     one, two = tmp_path / "a" / "week1", tmp_path / "b" / "week1"
     assert default_out_dir(one) != default_out_dir(two)
     assert default_out_dir(one).name.startswith("week1-") and default_out_dir(one) == default_out_dir(one)
+
+
+def test_loose_files_and_a_folder_one_level_too_deep_are_named_not_skipped(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "h_nested" / "h_nested").mkdir(parents=True)
+    (subs / "h_nested" / "h_nested" / "05_results_vs_paper.ipynb").write_text("{}")  # a zip unpacked one level deep
+    (subs / "bob_05_results_vs_paper.ipynb").write_text("{}")  # handed in without a folder
+    (subs / ".DS_Store").write_text("")
+    said = []
+    table = grade_folder(subs, tmp_path / "out", only=["05"], log=said.append).set_index("student")
+    assert list(table.index.unique()) == ["h_nested"] and (table.status == "missing").all()
+    assert "found it in h_nested/h_nested/: move the notebooks up into h_nested/" in table.message.iloc[0]
+    assert any("not graded, loose at the top" in line and "bob_05_results_vs_paper.ipynb" in line for line in said)
+    assert (tmp_path / "out" / "ignored.txt").read_text() == "bob_05_results_vs_paper.ipynb\n"

@@ -78,6 +78,12 @@ def submissions(folder: Path) -> list[Path]:
     return students
 
 
+def loose_files(folder: Path) -> list[str]:
+    """Files at the top of the submissions folder (hidden ones aside): nobody's, so not graded; the
+    grader names them (log and ignored.txt) rather than skipping them in silence."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: float = DEFAULT_TIMEOUT,
                  dataset: str | None = None, data_dir: str | None = None, only: list[str] | None = None,
                  log=print, regrade: bool = False) -> pd.DataFrame:
@@ -90,6 +96,7 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
     if not timeout > 0:
         raise CourseError(f"the time limit per cell must be > 0 seconds, got {timeout!r}")
     students = submissions(folder)
+    loose = loose_files(folder)
     books = {p: s for p, s in teacher_notebooks().items() if not only or p in only}
     if not books:
         raise CourseError(f"--only {only} matches none of the notebooks with exercises {NOTEBOOKS}")
@@ -98,6 +105,10 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
               **({"data_dir": str(Path(data_dir).resolve())} if data_dir else {})}
     out_dir = Path(out_dir)
     done = pd.DataFrame(columns=COLUMNS) if regrade else graded_before(out_dir)
+    if loose:
+        log(f"[grade] not graded, loose at the top of {folder}: {', '.join(loose)} (a student's notebooks go in "
+            f"{folder}/<student>/; listed in ignored.txt)")
+        write_text_atomic(out_dir / "ignored.txt", "".join(f"{name}\n" for name in loose))
     rows: list[Row] = []
     for student in students:
         kept = done[done["student"] == student.name]
@@ -184,7 +195,10 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
 
     if not path.is_file():
         near = sorted(p.name for p in path.parent.glob(f"{prefix}*.ipynb"))  # e.g. a renamed copy
-        said = f" (found {', '.join(near)}: rename it {path.name})" if near else ""
+        deeper = sorted({f"{path.parent.name}/{p.parent.name}" for p in path.parent.glob(f"*/{prefix}*.ipynb")})  # unzipped
+        said = (f" (found {', '.join(near)}: rename it {path.name})" if near else
+                f" (found it in {', '.join(deeper)}/: move the notebooks up into {path.parent.name}/)" if deeper
+                else "")
         return rows_all("missing", f"no notebook {path.name} in {path.parent.name}/{said}", "missing")
     # papermill's reader: it fills in the metadata that its parameter injection expects
     from papermill.iorw import load_notebook_node
