@@ -62,7 +62,7 @@ OPTIONS: dict[str, dict] = {
 MODEL_OPTIONS: dict[str, tuple[str, dict]] = {
     "transformer-layers": ("transformer_layers", dict(type=int, help="HT: encoder layers per generated layer (3)")),
     "heads": ("heads", dict(type=int, help="HT: attention heads (2)")),
-    "embedding-dim": ("label_dim", dict(type=int, help="HT: label / placeholder embedding size d (32)")),
+    "label-dim": ("label_dim", dict(type=int, help="HT: label_dim, the size d of label and placeholder embeddings (32)")),
     "local-features": ("local_features", dict(type=int, help="HT: local features per token, 0 = none (8)")),
     "shared-features": ("shared_features", dict(type=int, help="HT: shared features per token, 0 = none (32)")),
     "dropout": ("dropout", dict(type=float, help="HT: dropout in the transformers (0)")),
