@@ -19,6 +19,7 @@ in progress; a second run into the same folder grades only the students not grad
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import time
 from dataclasses import asdict, dataclass
@@ -216,7 +217,37 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
     executed_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(run.nb, str(executed_path))
     index = {nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(run.nb.cells) if nbgrader_meta(c)}
-    return [score(student, prefix, EXERCISES[ex.key], run, index.get(check_cell_id(ex.key))) for ex in exercises]
+    rows = [score(student, prefix, EXERCISES[ex.key], run, index.get(check_cell_id(ex.key))) for ex in exercises]
+    return confirm_outside(rows, run.nb, index, timeout)
+
+
+def confirm_outside(rows: list[Row], nb, index: dict, timeout: float) -> list[Row]:
+    """The exercises that passed in the student's kernel, checked again in a process of the grader's
+    on the solution cell alone (htlib.course.recheck); one that fails there scores 0, and its row
+    says why."""
+    import tempfile
+
+    from htlib.course.recheck import imports_of, recheck_notebook
+
+    items = []
+    for row in rows:
+        at = index.get(row.exercise)
+        if row.status == "passed" and at is not None:
+            before = [c.source for c in nb.cells[:at] if c.cell_type == "code"]
+            items.append({"key": row.exercise, "imports": imports_of(before), "solution": nb.cells[at].source})
+    with tempfile.TemporaryDirectory() as empty:  # where the process runs: no file of the student's to import
+        results = recheck_notebook(items, timeout * max(1, len(items)) + 60, Path(empty))
+    out = []
+    for row in rows:
+        outside = results.get(row.exercise)
+        if row.status == "passed" and (outside is None or outside["status"] != "passed"):
+            why = (outside["message"] if outside else "its solution cell was deleted").rstrip(".")
+            hint = f" Hint: {outside['hint']}" if outside and outside.get("hint") else ""
+            row = dataclasses.replace(row, points=0.0, status="wrong" if outside is None else outside["status"],
+                                      message=f"The check passed in the notebook but not when the grader ran it on "
+                                              f"the solution cell alone: {why}.{hint}")
+        out.append(row)
+    return out
 
 
 def score(student: str, prefix: str, ex, run: Run, at: int | None) -> Row:
