@@ -104,13 +104,22 @@ class Result:
 
 def call(answer: Callable, *args, hint: str = "") -> Any:
     """Call the answer; the stub's NotImplementedError means 'not done yet', any other error is
-    reported as a fault of the answer (with the exception's own text)."""
+    reported as a fault of the answer (with the exception's own text). An answer that changes a
+    tensor it was given fails, whatever it returns: the caller's data must stay as it was."""
+    before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
     try:
-        return answer(*args)
+        out = answer(*args)
     except NotImplementedError as e:
         raise NotDone() from e
     except Exception as e:  # the student's code may raise anything: report it, never crash
         raise CheckFailed(f"Calling it raised {type(e).__name__}: {e}", hint) from e
+    for i, (arg, kept) in enumerate(zip(args, before)):
+        if kept is not None and not torch.equal(arg, kept):
+            raise CheckFailed(f"It changed its argument {i + 1} (the tensor of shape {tuple(arg.shape)}) in place: "
+                              f"the caller's tensor must stay as it was.",
+                              "compute new tensors (x = x - m, torch.cat, clone()) instead of writing into an input "
+                              "(x -= m, x[...] = ..., x.copy_)")
+    return out
 
 
 def expect_tensor(value: Any, name: str, shape: tuple[int, ...], integer: bool = False, hint: str = "") -> torch.Tensor:
