@@ -89,6 +89,8 @@ def test_one_row_per_student_and_exercise_in_the_csv(graded):
     assert summary.loc["teacher", "points"] == summary.loc["teacher", "max_points"] == sum(
         ex.points for ex in EXERCISES.values())
     assert (out / "executed" / "stubs" / "04_semi_supervised.ipynb").is_file()
+    # each submission trained its smoke runs in a folder of its own (notebook 02 trains one at ci)
+    assert all((out / "scratch" / student / "ci").is_dir() for student in ("teacher", "stubs"))
 
 
 def test_the_teachers_notebooks_get_full_marks(graded):

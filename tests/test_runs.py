@@ -41,6 +41,13 @@ def test_the_folder_rule_keeps_smoke_runs_out_of_results():
     assert run_folder(quick.config) == quick.folder and quick.config.steps == 3000  # resolved once, here
 
 
+def test_htlib_scratch_moves_the_smoke_runs_and_nothing_else(monkeypatch, tmp_path):
+    monkeypatch.setenv("HTLIB_SCRATCH", str(tmp_path / "alice"))
+    assert make_run(TrainConfig(profile="ci")).folder == tmp_path / "alice" / "ci" / "ht-all-omniglot-20w1s-u0-c8-seed0"
+    assert table_path("sweep", "ci", "omniglot") == tmp_path / "alice" / "sweep_ci_omniglot.csv"
+    assert make_run(TrainConfig(profile="quick")).folder.parts[-4:-1] == ("results", "runs", "quick")
+
+
 def _committed(runs: list[Run]) -> list[Run]:
     return [r for r in runs if (r.folder / "config.json").is_file()]
 

@@ -18,9 +18,11 @@ in progress; a second run into the same folder grades only the students not grad
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,7 +123,8 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
             path = student / teacher.name
             start = time.perf_counter()
             graded = grade_notebook(student.name, prefix, path, released, params, timeout,
-                                    out_dir / "executed" / student.name / teacher.name)
+                                    out_dir / "executed" / student.name / teacher.name,
+                                    scratch=out_dir / "scratch" / student.name)
             rows += graded
             got = sum(r.points for r in graded)
             log(f"[grade] {student.name}/{teacher.name}: {got:g} / {sum(r.max_points for r in graded):g} points, "
@@ -186,8 +189,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, str], params: dict,
-                   timeout: float, executed_path: Path) -> list[Row]:
-    """Rows for the exercises of one notebook of one student."""
+                   timeout: float, executed_path: Path, scratch: Path | None = None) -> list[Row]:
+    """Rows for the exercises of one notebook of one student. `scratch`: the folder of the smoke runs
+    the notebook trains (HTLIB_SCRATCH), its own for each student."""
     exercises = exercises_of(prefix)
 
     def rows_all(status: str, message: str, notebook_status: str) -> list[Row]:
@@ -213,7 +217,10 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
         grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id in released:
             cell.source = released[grade_id]
-    run = execute(nb, params, timeout)
+    # the smoke runs a notebook trains go to this student's own folder: a run one student trained is
+    # never "loaded" by the next, nor is the teacher's
+    with _scratch(scratch) if scratch is not None else contextlib.nullcontext():
+        run = execute(nb, params, timeout)
     executed_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(run.nb, str(executed_path))
     index = {nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(run.nb.cells) if nbgrader_meta(c)}
@@ -248,6 +255,22 @@ def confirm_outside(rows: list[Row], nb, index: dict, timeout: float) -> list[Ro
                                               f"the solution cell alone: {why}.{hint}")
         out.append(row)
     return out
+
+
+@contextlib.contextmanager
+def _scratch(folder: Path):
+    """HTLIB_SCRATCH (htlib.runs) set to `folder` while a submission runs: its kernel inherits it."""
+    from htlib.runs import SCRATCH_ENV
+
+    before = os.environ.get(SCRATCH_ENV)
+    os.environ[SCRATCH_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SCRATCH_ENV, None)
+        else:
+            os.environ[SCRATCH_ENV] = before
 
 
 def score(student: str, prefix: str, ex, run: Run, at: int | None) -> Row:
