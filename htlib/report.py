@@ -1,8 +1,6 @@
-"""Turn sweep tables into the comparisons a reader needs: accuracy grids, gaps with their CIs,
-and plain verdicts on the paper's claim (generating all layers beats generating the logits only,
-and beats a fixed embedding, for small CNNs; the advantage fades as C grows).
-
-Verdicts are computed, never written by hand, so they stay true for whatever table is given.
+"""Turn result tables into the comparisons a reader needs: accuracy grids, gaps with their CIs and
+their verdicts (better / worse / no clear difference), the statuses of the paper's findings.
+Numbers only: the sentences written from them are htlib.summaries'.
 """
 
 from __future__ import annotations
@@ -52,29 +50,6 @@ def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | 
             b = cells.loc[(shots, channels, other)]
             out.append({"shots": shots, "channels": channels, "versus": other, **difference(a, b)})
     return pd.DataFrame(out, columns=["shots", "channels", "versus", "gap", "ci95", "verdict"])
-
-
-def verdicts(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | None = None) -> list[str]:
-    """Plain sentences on the two parts of the claim, for each shot count in the table."""
-    g = gaps(table, method, others)
-    lines = []
-    for (shots, other), rows in g.groupby(["shots", "versus"]):
-        rows = rows.sort_values("channels")
-        small, large = rows.iloc[0], rows.iloc[-1]
-        lines.append(
-            f"{shots}-shot, {method} vs {other}: at the smallest C = {small.channels} the gap is "
-            f"{100 * small.gap:+.1f} ± {100 * small.ci95:.1f} points ({small.verdict})"
-            + ("" if len(rows) == 1 else
-               f"; at the largest C = {large.channels} it is {100 * large.gap:+.1f} ± {100 * large.ci95:.1f} "
-               f"({large.verdict}); from the smallest to the largest C the gap "
-               f"{_trend(small.gap, large.gap, small.ci95, large.ci95)}."))
-    return lines
-
-
-def _trend(first: float, last: float, ci_first: float, ci_last: float) -> str:
-    if abs(first - last) <= math.hypot(ci_first, ci_last):
-        return "does not change beyond the noise"
-    return "falls" if last < first else "rises"
 
 
 def wall_time(table: pd.DataFrame) -> pd.DataFrame:
@@ -128,42 +103,6 @@ def unlabelled_gains(table: pd.DataFrame) -> pd.DataFrame:
                 out.append({"method": method, "train_unlabelled": arm, "test_unlabelled": u,
                             **difference(row, zero)})
     return pd.DataFrame(out, columns=["method", "train_unlabelled", "test_unlabelled", "gap", "ci95", "verdict"])
-
-
-def semi_verdicts(table: pd.DataFrame) -> list[str]:
-    """Plain sentences: does each method gain from unlabelled samples, and does training with them
-    (against the control arm trained as long without) matter?"""
-    gains = unlabelled_gains(table)
-    rows = table.set_index(["method", "train_unlabelled", "test_unlabelled", "test_distractors"])
-    lines = []
-    for method in sorted(table["method"].unique()):
-        arms = sorted(table.loc[table["method"] == method, "train_unlabelled"].unique())
-        for arm in arms:
-            g = gains[(gains["method"] == method) & (gains["train_unlabelled"] == arm)]
-            if g.empty:
-                continue
-            best = g.loc[g["gap"].idxmax()]
-            name = "trained with" if arm else "control, trained with"
-            lines.append(f"{method} ({name} U = {arm}): the best change against U_test = 0 is "
-                         f"{100 * best.gap:+.1f} ± {100 * best.ci95:.1f} points at U_test = {best.test_unlabelled} "
-                         f"({best.verdict}); at U_test = {g.test_unlabelled.max()} it is "
-                         f"{100 * g.iloc[-1].gap:+.1f} ± {100 * g.iloc[-1].ci95:.1f}.")
-        if len(arms) == 2 and arms[0] == 0:
-            u = arms[1]
-            key_u, key_0 = (method, u, u, 0), (method, 0, u, 0)
-            if key_u in rows.index and key_0 in rows.index:
-                d = difference(rows.loc[key_u], rows.loc[key_0])
-                lines.append(f"{method}: at U_test = {u}, the arm trained with U = {u} minus the control is "
-                             f"{100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points ({d['verdict']}).")
-            with_d = rows[(rows.index.get_level_values("method") == method)
-                          & (rows.index.get_level_values("test_distractors") > 0)]
-            for (m, arm, uu, dd), row in with_d.iterrows():
-                if (m, arm, uu, 0) in rows.index:
-                    d = difference(row, rows.loc[(m, arm, uu, 0)])
-                    lines.append(f"{method} (trained with U = {arm}): {dd} distractor classes at U_test = {uu} "
-                                 f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
-                                 f"({d['verdict']}).")
-    return lines
 
 
 def own_class_attention(model, support: torch.Tensor, labels: torch.Tensor, ways: int) -> float:

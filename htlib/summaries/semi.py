@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from htlib.methods import method_label
-from htlib.report import findings, semi_verdicts, unlabelled_gains
+from htlib.report import difference, findings, unlabelled_gains
 from htlib.summaries.text import change_text, dataset_name, devices, gap_text, hardware, method_order, on, one, md_table, wrap
 
 
@@ -22,6 +22,42 @@ def device_agreement(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     both["difference (points)"] = (100 * (both.test_accuracy - both.test_accuracy_other)).round(2)
     both["within CI"] = both["difference (points)"].abs() <= 100 * (both.ci95 ** 2 + both.ci95_other ** 2) ** 0.5
     return both
+
+
+def semi_verdicts(table: pd.DataFrame) -> list[str]:
+    """Plain sentences: does each method gain from unlabelled samples, and does training with them
+    (against the control arm trained as long without) matter?"""
+    gains = unlabelled_gains(table)
+    rows = table.set_index(["method", "train_unlabelled", "test_unlabelled", "test_distractors"])
+    lines = []
+    for method in sorted(table["method"].unique()):
+        arms = sorted(table.loc[table["method"] == method, "train_unlabelled"].unique())
+        for arm in arms:
+            g = gains[(gains["method"] == method) & (gains["train_unlabelled"] == arm)]
+            if g.empty:
+                continue
+            best = g.loc[g["gap"].idxmax()]
+            name = "trained with" if arm else "control, trained with"
+            lines.append(f"{method} ({name} U = {arm}): the best change against U_test = 0 is "
+                         f"{100 * best.gap:+.1f} ± {100 * best.ci95:.1f} points at U_test = {best.test_unlabelled} "
+                         f"({best.verdict}); at U_test = {g.test_unlabelled.max()} it is "
+                         f"{100 * g.iloc[-1].gap:+.1f} ± {100 * g.iloc[-1].ci95:.1f}.")
+        if len(arms) == 2 and arms[0] == 0:
+            u = arms[1]
+            key_u, key_0 = (method, u, u, 0), (method, 0, u, 0)
+            if key_u in rows.index and key_0 in rows.index:
+                d = difference(rows.loc[key_u], rows.loc[key_0])
+                lines.append(f"{method}: at U_test = {u}, the arm trained with U = {u} minus the control is "
+                             f"{100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points ({d['verdict']}).")
+            with_d = rows[(rows.index.get_level_values("method") == method)
+                          & (rows.index.get_level_values("test_distractors") > 0)]
+            for (m, arm, uu, dd), row in with_d.iterrows():
+                if (m, arm, uu, 0) in rows.index:
+                    d = difference(row, rows.loc[(m, arm, uu, 0)])
+                    lines.append(f"{method} (trained with U = {arm}): {dd} distractor classes at U_test = {uu} "
+                                 f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
+                                 f"({d['verdict']}).")
+    return lines
 
 
 def semi_summary(table: pd.DataFrame, other_device: pd.DataFrame | None = None,

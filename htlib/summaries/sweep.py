@@ -3,12 +3,13 @@ paper's first finding."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
 
 from htlib.methods import method_label
-from htlib.report import FINDING1_BASELINES, PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps, verdicts
+from htlib.report import FINDING1_BASELINES, PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps
 from htlib.summaries.text import (PAPER_NOTES, VERB, dataset_name, devices, gap_text, hardware, listing, method_order,
                                   on, one, paper_name, rows_budget, signed, md_table, wrap)
 
@@ -21,6 +22,29 @@ SWEEP_NAMES = {"maml": "maml (2nd order, 5 steps)"}
 CLAIM = {"reproduced": "the paper's claim holds at small C and fades with size",
          "partly": "the paper's claim holds only in part",
          "not reproduced": "the paper's claim is **not** reproduced"}
+
+
+def verdicts(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | None = None) -> list[str]:
+    """Plain sentences on the two parts of the claim, for each shot count in the table."""
+    g = gaps(table, method, others)
+    lines = []
+    for (shots, other), rows in g.groupby(["shots", "versus"]):
+        rows = rows.sort_values("channels")
+        small, large = rows.iloc[0], rows.iloc[-1]
+        lines.append(
+            f"{shots}-shot, {method} vs {other}: at the smallest C = {small.channels} the gap is "
+            f"{100 * small.gap:+.1f} ± {100 * small.ci95:.1f} points ({small.verdict})"
+            + ("" if len(rows) == 1 else
+               f"; at the largest C = {large.channels} it is {100 * large.gap:+.1f} ± {100 * large.ci95:.1f} "
+               f"({large.verdict}); from the smallest to the largest C the gap "
+               f"{_trend(small.gap, large.gap, small.ci95, large.ci95)}."))
+    return lines
+
+
+def _trend(first: float, last: float, ci_first: float, ci_last: float) -> str:
+    if abs(first - last) <= math.hypot(ci_first, ci_last):
+        return "does not change beyond the noise"
+    return "falls" if last < first else "rises"
 
 
 def sweep_summary(table: pd.DataFrame, profile: str, grid_cells: int) -> str:
