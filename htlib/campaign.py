@@ -39,12 +39,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from htlib import checkpoints
+import htlib.checkpoints as checkpoints
 from htlib.config import TrainConfig
 from htlib.cpu import capability, cpu_model
 from htlib.data.protocols import protocol_settings
 from htlib.errors import ConfigError
-from htlib.methods import method_settings
 from htlib.profiles import get_profile
 from htlib.runs import Run, make_run, relative_to_project, run_lock
 from htlib.schemas import read_config, read_result, read_table
@@ -77,7 +76,7 @@ class CampaignSpec:
     def config(self) -> TrainConfig:
         cfg = TrainConfig(profile=self.profile, seed=self.seed, data_dir=self.data_dir, device=self.device,
                           dataset=self.dataset, ways=self.ways, shots=self.shots,
-                          **method_settings("ht-all"), **protocol_settings(self.protocol),
+                          method="ht-all", **protocol_settings(self.protocol),
                           model_options=dict(self.model_options))
         if self.shots == 1:
             return cfg
@@ -98,7 +97,7 @@ def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0,
     """Train the campaign's run for at most `minutes` (resuming it), then write its files; returns
     this segment's row of segments.csv. Once every step is trained it tests the best weights and
     writes result.json, as any finished run."""
-    from htlib.train import Trainer, _finish
+    from htlib.train import Trainer, TrainingInterrupted, _finish
 
     if not minutes > 0 or not save_minutes > 0:
         raise ConfigError(f"minutes and save_minutes must be > 0, got {minutes!r} and {save_minutes!r}.")
@@ -113,21 +112,21 @@ def run_campaign(spec: CampaignSpec, minutes: float, save_minutes: float = 10.0,
         first, started, clock = trainer.step, datetime.now(timezone.utc), time.perf_counter()
         print(f"campaign {run.folder.name}: {'resumed at' if resumed else 'starts at'} step {first} of "
               f"{trainer.cfg.steps}, for at most {minutes:g} min", flush=True)
-        trainer.fit(progress, deadline=deadline, save_every=60 * save_minutes)
+        try:
+            trainer.fit(progress, deadline=deadline, save_every=60 * save_minutes)
+        except TrainingInterrupted:
+            # Ctrl-C: the checkpoint holds the last whole step. The segment is recorded all the same
+            # (without the tests, which take minutes), so that the campaign's episodes and hours add up.
+            _save_best(trainer)
+            _append_segment(run.folder, _segment_row(trainer, first, started, time.perf_counter() - clock))
+            raise
         wall = time.perf_counter() - clock
         if trainer.step >= trainer.cfg.steps:
             _finish(trainer)  # the test, model.pt (best weights), result.json
         else:
-            best = trainer.best_state if trainer.best_state is not None else trainer.model.state_dict()
-            checkpoints.save(best, run.folder / "model.pt")
+            _save_best(trainer)
         record_tests(trainer)
-        episodes = (trainer.step - first) * trainer.cfg.episodes_per_step
-        row = {"started_utc": started.isoformat(timespec="seconds"),
-               "ended_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "from_step": first, "to_step": trainer.step, "episodes": episodes, "wall_seconds": round(wall, 1),
-               "episodes_per_second": round(episodes / wall, 2) if wall > 0 else 0.0,
-               "cpu": cpu_model(), "capability": capability(), "threads": torch.get_num_threads(),
-               "device": str(trainer.device), "torch_version": torch.__version__, "code": code_version()}
+        row = _segment_row(trainer, first, started, wall)
         _append_segment(run.folder, row)
     print(f"campaign {run.folder.name}: step {trainer.step} of {trainer.cfg.steps} "
           f"({trainer.step * trainer.cfg.episodes_per_step:,} episodes), best validation "
@@ -160,6 +159,23 @@ def retest(spec: CampaignSpec) -> list[dict]:
             raise ConfigError(f"No campaign checkpoint in {run.folder}: train a segment first "
                               f"(`python -m htlib campaign --minutes M`).")
         return record_tests(trainer)
+
+
+def _save_best(trainer) -> None:
+    """model.pt: the best-on-validation weights so far (the latest while none is recorded)."""
+    best = trainer.best_state if trainer.best_state is not None else trainer.model.state_dict()
+    checkpoints.save(best, trainer.run_dir / "model.pt")
+
+
+def _segment_row(trainer, first: int, started: datetime, wall: float) -> dict:
+    """The row of segments.csv of a segment that trained from step `first` for `wall` seconds."""
+    episodes = (trainer.step - first) * trainer.cfg.episodes_per_step
+    return {"started_utc": started.isoformat(timespec="seconds"),
+            "ended_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "from_step": first, "to_step": trainer.step, "episodes": episodes, "wall_seconds": round(wall, 1),
+            "episodes_per_second": round(episodes / wall, 2) if wall > 0 else 0.0,
+            "cpu": cpu_model(), "capability": capability(), "threads": torch.get_num_threads(),
+            "device": str(trainer.device), "torch_version": torch.__version__, "code": code_version()}
 
 
 def record_tests(trainer) -> list[dict]:

@@ -8,6 +8,7 @@ import sys
 
 from htlib.data.protocols import PROTOCOLS, protocol_settings
 from htlib.errors import ConfigError
+from htlib.methods import METHODS
 from htlib.profiles import PROFILES
 
 
@@ -43,8 +44,7 @@ OPTIONS: dict[str, dict] = {
     "shots": dict(type=int, default=1, help="K, labelled support images per class"),
     "queries": dict(type=int, default=3, help="query images per class"),
     "unlabelled": dict(type=int, default=0, help="unlabelled support images per class"),
-    "method": dict(default="ht", help="ht | protonet | maml"),
-    "generate": dict(default="all", help="HT: all | logits | number of last conv layers"),
+    "method": dict(default="ht-all", help=f"{' | '.join(METHODS)} | ht-<n> (the HT writing its last n conv layers)"),
     "channels": dict(type=int, default=8, help="channels C of the target CNN"),
     "steps": dict(type=int, default=None, help="optimizer steps (default: the profile's)"),
     "episodes-per-step": dict(type=int, default=None, help="B, episodes batched in one step (default: the profile's)"),
@@ -62,7 +62,7 @@ OPTIONS: dict[str, dict] = {
 MODEL_OPTIONS: dict[str, tuple[str, dict]] = {
     "transformer-layers": ("transformer_layers", dict(type=int, help="HT: encoder layers per generated layer (3)")),
     "heads": ("heads", dict(type=int, help="HT: attention heads (2)")),
-    "embedding-dim": ("label_dim", dict(type=int, help="HT: label / placeholder embedding size d (32)")),
+    "label-dim": ("label_dim", dict(type=int, help="HT: label_dim, the size d of label and placeholder embeddings (32)")),
     "local-features": ("local_features", dict(type=int, help="HT: local features per token, 0 = none (8)")),
     "shared-features": ("shared_features", dict(type=int, help="HT: shared features per token, 0 = none (32)")),
     "dropout": ("dropout", dict(type=float, help="HT: dropout in the transformers (0)")),
@@ -82,7 +82,7 @@ MODEL_OPTIONS: dict[str, tuple[str, dict]] = {
                                                "convs, both outputs)")),
 }
 TASK = ("profile", "dataset", "split-scheme", "protocol", "data-dir", "device", "ways", "shots", "queries", "unlabelled",
-        "method", "generate", "channels", "steps", "episodes-per-step", "lr", "seed", "warmup-steps",
+        "method", "channels", "steps", "episodes-per-step", "lr", "seed", "warmup-steps",
         "precision", "compile", "episodes-on-device")
 
 
@@ -101,7 +101,6 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):
     from htlib.config import TrainConfig
 
-    generate = int(args.generate) if str(args.generate).isdigit() else args.generate
     model_options = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _) in MODEL_OPTIONS.items()
                      if getattr(args, flag.replace("-", "_")) is not None}
     task = protocol_settings(args.protocol) if args.protocol else {}
@@ -113,7 +112,7 @@ def _config(args: argparse.Namespace):
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, ways=args.ways, **task,
         shots=args.shots, queries=args.queries, unlabelled=args.unlabelled, method=args.method,
-        generate=generate, channels=args.channels, profile=args.profile, steps=args.steps,
+        channels=args.channels, profile=args.profile, steps=args.steps,
         episodes_per_step=args.episodes_per_step, device=args.device, seed=args.seed, lr=args.lr,
         warmup_steps=args.warmup_steps, precision=args.precision, compile=args.compile,
         episodes_on_device=args.episodes_on_device, model_options=model_options)
@@ -175,10 +174,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from htlib.data import EpisodeSampler, load_split
     from htlib.errors import ConfigError
     from htlib.evaluate import evaluate
-    from htlib.methods import get_method, method_name
+    from htlib.methods import get_method
     from htlib.train import EVAL_SEED, load_trained
     from htlib.utils import resolve_device
 
@@ -189,15 +187,14 @@ def _eval(args: argparse.Namespace) -> None:
     model, cfg = load_trained(args.checkpoint, args.device, args.data_dir)
     ways, shots, queries = (cfg_value if arg is None else arg for arg, cfg_value in
                             [(args.ways, cfg.ways), (args.shots, cfg.shots), (args.queries, cfg.queries)])
-    any_ways = get_method(method_name(cfg)).any_ways
+    any_ways = get_method(cfg.method).any_ways
     if ways < 2 or (not any_ways and ways > cfg.ways):
         upper = "any number" if any_ways else f"at most {cfg.ways}"
         raise ConfigError(f"--ways {ways}: this {cfg.method} model was trained for {cfg.ways}-way tasks and "
                           f"takes from 2 to {upper} classes.")
-    data = load_split(cfg.dataset, args.split, cfg.data_dir, split_scheme=cfg.split_scheme)
-    sampler = EpisodeSampler(data, ways, shots, queries, args.unlabelled,
-                             batch_size=args.batch_size, seed=args.seed if args.seed is not None else EVAL_SEED,
-                             independent_queries=cfg.independent_queries)  # the protocol it was trained on
+    # the protocol it was trained on (independent queries or not), with the support set asked for
+    sampler = cfg.task.eval_sampler(args.split, args.batch_size, seed=args.seed if args.seed is not None else EVAL_SEED,
+                                    ways=ways, shots=shots, queries=queries, unlabelled=args.unlabelled, distractors=0)
     acc = evaluate(model, sampler, args.episodes, next(model.parameters()).device, progress=not args.json)
     if args.json:
         print(json.dumps({**acc.as_dict(), "split": args.split, "dataset": cfg.dataset,

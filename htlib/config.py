@@ -13,20 +13,17 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from htlib.data import DATASETS, EpisodeSampler, load_split
+from htlib.data import DATASETS
 from htlib.data.omniglot import SPLITS
+from htlib.data.task import Task
 from htlib.errors import ConfigError
-from htlib.methods import families
+from htlib.methods import get_method, model_options, upgrade_stored_config
 from htlib.models.hypertransformer import LOCAL_FEATURES_FROM
 from htlib.profiles import get_profile
-from htlib.speed import PRECISIONS, episodes_on_device
+from htlib.optim import OPTIMIZERS, PRECISIONS, SCHEDULES
+from htlib.speed import episodes_on_device
 from htlib.utils import resolve_device
 
-OPTIMIZERS = ("adamw", "sgd")  # "sgd": plain SGD, no momentum, as the reference (docs/paper.md, section 2)
-# The learning rate after the linear warm-up: "cosine" decays to 5% of lr by the last step (this
-# project's default); "constant" stays at lr; "reference" decays smoothly by x0.95 per 1/40 of the
-# run, the reference's x0.95 per 100k of its 4M steps scaled to this run (docs/paper.md, section 2).
-SCHEDULES = ("cosine", "constant", "reference")
 
 
 @dataclass
@@ -48,10 +45,10 @@ class TrainConfig:
     # as the reference does; part of the "paper" protocol (htlib.data.protocols)
     independent_queries: bool = False
     # model
-    method: str = "ht"
-    generate: str | int = "all"  # HT: "all", "logits" or the number of last conv layers
+    method: str = "ht-all"  # a name of htlib.methods (e.g. "protonet", "ht-logits", "ht-2")
     channels: int = 8
-    model_options: dict = field(default_factory=dict)  # extra HTConfig fields, e.g. transformer_layers
+    # refinements of the method's model, e.g. the HT's transformer_layers (not what makes the method)
+    model_options: dict = field(default_factory=dict)
     # a model.pt (state_dict) to start from instead of a random init; relative = to the project root
     init_from: str | None = None
     # optimisation
@@ -86,10 +83,11 @@ class TrainConfig:
         Raises ConfigError for any setting that cannot work, before data is read or a step runs.
         """
         prof = get_profile(self.profile)
-        if self.method not in families():
-            raise ConfigError(f"Unknown method {self.method!r}; choose one of {families()} (named variants: "
-                              f"htlib.methods.METHODS)")
-        options = {**prof.ht_options, **self.model_options} if self.method == "ht" else self.model_options
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a dict, got {type(self.model_options).__name__}.")
+        method = get_method(self.method)
+        options = {**prof.ht_options, **self.model_options} if method.generates_layers else self.model_options
+        model_options(method.name, options)  # refuses an option that would make it another method
         out = dataclasses.replace(self, model_options=dict(options))
         out.steps = self.steps if self.steps is not None else prof.train_steps
         pick = lambda own, default: default if own is None else own  # noqa: E731 (0 is a value, not "unset")
@@ -137,10 +135,7 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         if self.distractors and not self.unlabelled:
             raise ConfigError("distractor classes add unlabelled samples: set unlabelled >= 1 as well.")
-        if self.method == "ht" and not (self.generate in ("all", "logits") or (
-                isinstance(self.generate, int) and not isinstance(self.generate, bool) and self.generate >= 0)):
-            raise ConfigError(f"generate must be 'all', 'logits' or a number of last conv layers, "
-                              f"got {self.generate!r}.")
+        get_method(self.method)
         if not isinstance(self.model_options, dict):
             raise ConfigError(f"model_options must be a dict, got {type(self.model_options).__name__}.")
         if "local_features_from" in self.model_options:
@@ -149,6 +144,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def task(self) -> Task:
+        """The task of this run (dataset, split, episode shape); a new Task, whose splits load on use."""
+        return Task.of(self)
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> "TrainConfig":
+        """The config of a run's config.json or checkpoint, also one written before methods had
+        names (htlib.methods.upgrade_stored_config)."""
+        return cls(**upgrade_stored_config(stored))
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
@@ -166,8 +172,9 @@ def config_differences(stored: dict, cfg: TrainConfig) -> dict:
     """{field: (stored, wanted)} for every setting in which a saved run differs from `cfg`.
 
     HOW_FIELDS do not count; a field the saved run predates counts as its default, so adding a
-    field keeps old runs valid.
+    field keeps old runs valid, and a config from before methods had names is read in today's form.
     """
+    stored = upgrade_stored_config(stored)
     defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
                 for f in dataclasses.fields(TrainConfig)}
     wanted = cfg.to_dict()
@@ -175,28 +182,10 @@ def config_differences(stored: dict, cfg: TrainConfig) -> dict:
             if k not in HOW_FIELDS and stored.get(k, defaults[k]) != v}
 
 
-def check_task(cfg: TrainConfig, splits: dict | None = None) -> None:
-    """Refuse a task that one of the splits cannot hold (more ways than classes, more shots + queries
-    than drawings), naming the split. `splits` maps names to loaded splits; missing ones are loaded."""
-    for split in ("train", "val", "test"):
-        data = (splits or {}).get(split) or load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
-        try:
-            EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors,
-                           augment_shift=cfg.augment_shift)
-        except ConfigError as exc:
-            raise ConfigError(f"The {split} episodes cannot be drawn: {exc}") from None
-
-
 def check_runs(configs: list[TrainConfig]) -> None:
     """Check the settings of every run, and each distinct task once against the data, before any trains."""
-    tasks = {}
-    for cfg in configs:
-        resolved = cfg.resolved()
-        key = (resolved.dataset, resolved.data_dir, resolved.split_scheme, resolved.ways, resolved.shots,
-               resolved.queries, resolved.unlabelled, resolved.distractors, resolved.augment_shift)
-        tasks.setdefault(key, resolved)
-    for cfg in tasks.values():
-        check_task(cfg)
+    for task in dict.fromkeys(cfg.resolved().task for cfg in configs):
+        task.check()
 
 
 def checked_config(**settings) -> TrainConfig:
@@ -206,7 +195,7 @@ def checked_config(**settings) -> TrainConfig:
     if unknown:
         raise ConfigError(f"Unknown settings {unknown}; see htlib.train.TrainConfig for the valid ones.")
     cfg = TrainConfig(**settings).resolved()
-    check_task(cfg)
+    cfg.task.check()
     return cfg
 
 

@@ -1,8 +1,6 @@
-"""Turn sweep tables into the comparisons a reader needs: accuracy grids, gaps with their CIs,
-and plain verdicts on the paper's claim (generating all layers beats generating the logits only,
-and beats a fixed embedding, for small CNNs; the advantage fades as C grows).
-
-Verdicts are computed, never written by hand, so they stay true for whatever table is given.
+"""Turn result tables into the comparisons a reader needs: accuracy grids, gaps with their CIs and
+their verdicts (better / worse / no clear difference), the statuses of the paper's findings.
+Numbers only: the sentences written from them are htlib.summaries'.
 """
 
 from __future__ import annotations
@@ -11,6 +9,8 @@ import math
 
 import pandas as pd
 import torch
+
+from htlib.methods import compared_methods, method_label, methods_that
 
 # Headline accuracies (%) the paper reports (docs/paper.md, section 3), keyed by (dataset, ways, shots).
 # The paper's HT numbers come from 4M single-episode training steps.
@@ -29,13 +29,15 @@ def accuracy_grid(table: pd.DataFrame) -> pd.DataFrame:
     return grid
 
 
-def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = ("ht-logits", "protonet")):
+def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | None = None):
     """Accuracy of `method` minus each of `others`, per (shots, channels), with a 95% CI.
 
     The CI treats the two accuracies as independent (sqrt of the summed squared half-widths).
     Every method is tested on the same episodes, so a paired CI would be narrower: this one is
     conservative. verdict: 'better' / 'worse' when the CI excludes 0, else 'no clear difference'.
+    `others` default to the baselines of the paper's finding 1 (FINDING1_BASELINES).
     """
+    others = FINDING1_BASELINES if others is None else others
     cells = _per_cell(table).set_index(["shots", "channels", "method"])
     out = []
     for shots, channels in cells.index.droplevel("method").unique():
@@ -48,30 +50,6 @@ def gaps(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] = 
             b = cells.loc[(shots, channels, other)]
             out.append({"shots": shots, "channels": channels, "versus": other, **difference(a, b)})
     return pd.DataFrame(out, columns=["shots", "channels", "versus", "gap", "ci95", "verdict"])
-
-
-def verdicts(table: pd.DataFrame, method: str = "ht-all",
-             others: tuple[str, ...] = ("ht-logits", "protonet")) -> list[str]:
-    """Plain sentences on the two parts of the claim, for each shot count in the table."""
-    g = gaps(table, method, others)
-    lines = []
-    for (shots, other), rows in g.groupby(["shots", "versus"]):
-        rows = rows.sort_values("channels")
-        small, large = rows.iloc[0], rows.iloc[-1]
-        lines.append(
-            f"{shots}-shot, {method} vs {other}: at the smallest C = {small.channels} the gap is "
-            f"{100 * small.gap:+.1f} ± {100 * small.ci95:.1f} points ({small.verdict})"
-            + ("" if len(rows) == 1 else
-               f"; at the largest C = {large.channels} it is {100 * large.gap:+.1f} ± {100 * large.ci95:.1f} "
-               f"({large.verdict}); from the smallest to the largest C the gap "
-               f"{_trend(small.gap, large.gap, small.ci95, large.ci95)}."))
-    return lines
-
-
-def _trend(first: float, last: float, ci_first: float, ci_last: float) -> str:
-    if abs(first - last) <= math.hypot(ci_first, ci_last):
-        return "does not change beyond the noise"
-    return "falls" if last < first else "rises"
 
 
 def wall_time(table: pd.DataFrame) -> pd.DataFrame:
@@ -127,42 +105,6 @@ def unlabelled_gains(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["method", "train_unlabelled", "test_unlabelled", "gap", "ci95", "verdict"])
 
 
-def semi_verdicts(table: pd.DataFrame) -> list[str]:
-    """Plain sentences: does each method gain from unlabelled samples, and does training with them
-    (against the control arm trained as long without) matter?"""
-    gains = unlabelled_gains(table)
-    rows = table.set_index(["method", "train_unlabelled", "test_unlabelled", "test_distractors"])
-    lines = []
-    for method in sorted(table["method"].unique()):
-        arms = sorted(table.loc[table["method"] == method, "train_unlabelled"].unique())
-        for arm in arms:
-            g = gains[(gains["method"] == method) & (gains["train_unlabelled"] == arm)]
-            if g.empty:
-                continue
-            best = g.loc[g["gap"].idxmax()]
-            name = "trained with" if arm else "control, trained with"
-            lines.append(f"{method} ({name} U = {arm}): the best change against U_test = 0 is "
-                         f"{100 * best.gap:+.1f} ± {100 * best.ci95:.1f} points at U_test = {best.test_unlabelled} "
-                         f"({best.verdict}); at U_test = {g.test_unlabelled.max()} it is "
-                         f"{100 * g.iloc[-1].gap:+.1f} ± {100 * g.iloc[-1].ci95:.1f}.")
-        if len(arms) == 2 and arms[0] == 0:
-            u = arms[1]
-            key_u, key_0 = (method, u, u, 0), (method, 0, u, 0)
-            if key_u in rows.index and key_0 in rows.index:
-                d = difference(rows.loc[key_u], rows.loc[key_0])
-                lines.append(f"{method}: at U_test = {u}, the arm trained with U = {u} minus the control is "
-                             f"{100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points ({d['verdict']}).")
-            with_d = rows[(rows.index.get_level_values("method") == method)
-                          & (rows.index.get_level_values("test_distractors") > 0)]
-            for (m, arm, uu, dd), row in with_d.iterrows():
-                if (m, arm, uu, 0) in rows.index:
-                    d = difference(row, rows.loc[(m, arm, uu, 0)])
-                    lines.append(f"{method} (trained with U = {arm}): {dd} distractor classes at U_test = {uu} "
-                                 f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
-                                 f"({d['verdict']}).")
-    return lines
-
-
 def own_class_attention(model, support: torch.Tensor, labels: torch.Tensor, ways: int) -> float:
     """Mean share of a logits-layer placeholder's attention over the labelled support tokens that
     goes to its OWN class (last transformer layer, heads averaged). The paper's "stairway" pattern
@@ -196,11 +138,11 @@ def kernel_variation(model, support: torch.Tensor, labels: torch.Tensor, ways: i
 PAPER_EPISODES = 4_000_000
 # Task sizes of the headline table: the shot counts the paper reports for 20-way Omniglot.
 HEADLINE_SHOTS = (1, 5)
-# The single runs of notebook 02 (all 1-shot), as (method, generate, name in the headline table).
-SINGLE_RUNS = (("ht", "all", "HT, all layers"), ("ht", "logits", "HT, logits only"),
-               ("protonet", "all", "ProtoNet"), ("maml", "all", "MAML"))
+# The single runs of notebook 02 (all 1-shot; the methods of the paper's comparison): method -> its
+# name in the headline table.
+SINGLE_RUNS = {m: method_label(m, short=True) for m in compared_methods()}
 # Finding 1 compares HT-all with the alternatives our sweeps train at equal C (MAML only at a few cells).
-FINDING1_BASELINES = ("ht-logits", "protonet")
+FINDING1_BASELINES = tuple(m for m in methods_that(compared=True, second_order=False) if m != "ht-all")
 # Finding 5: the paper reports kernels varying "roughly 10-15%" across tasks; our statistic and training differ
 # from its, so anything within about a factor of two of that (5% to 25%, bounds included) counts as reproduced.
 KERNEL_VARIATION_BAND = (0.05, 0.25)
@@ -358,40 +300,3 @@ def _finding_kernels(variation: dict[str, float] | None, profile: str, tasks: in
               "smaller than the paper's" if mean < low else "larger than the paper's")
     return _row(5, f"{profile} single run: generated conv kernels vary by {mean:.1%} on average across "
                    f"{tasks} tasks (paper: roughly 10-15%)", status)
-
-
-def fidelity_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The fidelity study side by side: one row per arm, for each protocol (tables: protocol -> its
-    results/fidelity_<protocol>_*.csv) the arm's test accuracy over its seeds and its gap to that
-    protocol's baseline on the seeds both have (htlib.experiments.recipe.recipe_gaps); arms with no
-    run yet are left out."""
-    from htlib.experiments.recipe import BASELINE, FIDELITY_ARMS, recipe_gaps
-
-    rows = {arm: {"arm": arm, "change": FIDELITY_ARMS[arm].change} for arm in FIDELITY_ARMS}
-    for protocol, table in tables.items():
-        if table.empty or BASELINE not in set(table["arm"]):
-            continue
-        for arm, own in table.groupby("arm"):
-            rows[arm].update({f"{protocol} accuracy": own["test_accuracy"].mean(), f"{protocol} seeds": len(own)})
-        for g in recipe_gaps(table).itertuples():  # seeds: those the arm shares with the baseline
-            rows[g.arm].update({f"{protocol} seeds": g.seeds, f"{protocol} gap": g.gap, f"{protocol} ci95": g.ci95,
-                                f"{protocol} verdict": g.verdict})
-    out = pd.DataFrame([r for r in rows.values() if len(r) > 2])
-    return out.reset_index(drop=True)
-
-
-def protocol_gap(tables: dict[str, pd.DataFrame], protocol: str = "paper", against: str = "vinyals") -> dict | None:
-    """The baseline on `protocol` minus the baseline on `against`, on the seeds both have (None
-    while either is missing): how much of an accuracy is the protocol's, not the model's."""
-    from htlib.experiments.recipe import BASELINE
-
-    bases = {p: tables[p][tables[p]["arm"] == BASELINE].set_index("seed") for p in (protocol, against)
-             if p in tables and not tables[p].empty}
-    if len(bases) < 2:
-        return None
-    seeds = sorted(set(bases[protocol].index) & set(bases[against].index))
-    if not seeds:
-        return None
-    mine, theirs = seed_mean(bases[protocol].loc[seeds]), seed_mean(bases[against].loc[seeds])
-    return {"seeds": len(seeds), protocol: mine.test_accuracy, against: theirs.test_accuracy,
-            **difference(mine, theirs)}

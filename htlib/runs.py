@@ -6,8 +6,9 @@ profiles nor the project's layout. Everything that writes results goes through t
 `RESULTS_ROOT` is the one name a test points elsewhere.
 
 Layout: ``results/runs/<profile>[-<group>]/<name>/`` for real runs (small files tracked in git),
-``runs/ci[-<group>]/<name>/`` for smoke runs (git-ignored); tables ``results/<kind>_<profile>_<dataset>.csv``
-(``runs/`` again at ``ci``). `group` separates collections with their own budgets (a sweep's cells,
+``runs/ci[-<group>]/<name>/`` for smoke runs (git-ignored; `HTLIB_SCRATCH` moves this folder, as
+the grader does to give each submission its own); tables ``results/<kind>_<profile>_<dataset>.csv``
+(the smoke runs' folder again at ``ci``). `group` separates collections with their own budgets (a sweep's cells,
 the semi-supervised arms) from the single runs.
 """
 
@@ -22,11 +23,17 @@ from pathlib import Path
 from htlib.config import TrainConfig, config_differences
 from htlib.data.paths import PROJECT_ROOT
 from htlib.errors import CheckpointError, ConfigError, RunLockedError
-from htlib.methods import METHODS, method_name
+from htlib.methods import get_method
 from htlib.schemas import read_config
 from htlib.utils import storage_error
 
 RESULTS_ROOT = PROJECT_ROOT
+SCRATCH_ENV = "HTLIB_SCRATCH"  # the folder of smoke runs (profile ci) and their tables, if not runs/
+
+
+def scratch_root() -> Path:
+    """Where smoke runs go: HTLIB_SCRATCH, else the project's runs/ folder."""
+    return Path(os.environ[SCRATCH_ENV]) if os.environ.get(SCRATCH_ENV) else RESULTS_ROOT / "runs"
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,8 @@ def run_name(cfg: TrainConfig) -> str:
     """e.g. ht-all-omniglot-20w1s-u0-c8-seed0; model options beyond the method's own are appended
     (…-seed0-transformer_layers=1), then recipe settings off their default (…-lr=0.003), so that
     a variant never lands in the folder of the default."""
-    name = method_name(cfg)
-    own = METHODS[name].settings.get("model_options", {}) if name in METHODS else {}
+    name = cfg.method
+    own = get_method(name).options
     extra = "".join(f"-{k}={v}" for k, v in sorted(cfg.model_options.items()) if own.get(k, object()) != v)
     default = TrainConfig()
     extra += "".join(f"-{k}={getattr(cfg, k)}" for k in TASK_FIELDS + RECIPE_FIELDS
@@ -92,13 +99,13 @@ def run_name(cfg: TrainConfig) -> str:
 def run_folder(cfg: TrainConfig, group: str | None = None) -> Path:
     """The folder of a resolved config's run (the one rule; see the module docstring)."""
     collection = cfg.profile if group is None else f"{cfg.profile}-{group}"
-    runs = RESULTS_ROOT / "runs" if cfg.profile == "ci" else RESULTS_ROOT / "results" / "runs"
+    runs = scratch_root() if cfg.profile == "ci" else RESULTS_ROOT / "results" / "runs"
     return runs / collection / run_name(cfg)
 
 
 def table_path(kind: str, profile: str, dataset: str) -> Path:
     """The tidy table of an experiment, e.g. table_path("sweep", "quick", "omniglot")."""
-    return (RESULTS_ROOT / "runs" if profile == "ci" else RESULTS_ROOT / "results") / f"{kind}_{profile}_{dataset}.csv"
+    return (scratch_root() if profile == "ci" else RESULTS_ROOT / "results") / f"{kind}_{profile}_{dataset}.csv"
 
 
 def project_path(path: str | os.PathLike) -> Path:

@@ -151,12 +151,14 @@ def read_config(path: str | Path) -> dict:
     import dataclasses
 
     from htlib.config import TrainConfig
+    from htlib.methods import upgrade_stored_config
 
     path = Path(path)
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); {_fix(path)}.") from None
+    stored = upgrade_stored_config(stored)  # one written before methods had names reads as today's
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     if not isinstance(stored, dict) or not set(stored) <= known:
         what = f"unknown fields {sorted(set(stored) - known)}" if isinstance(stored, dict) else type(stored).__name__

@@ -1,4 +1,5 @@
-"""How a training step runs fast: the episode sampler, the optimizer kernels, bf16, torch.compile.
+"""How a training step runs fast: the episode sampler, the optimizer kernels, bf16, torch.compile
+(the optimizer, clipping and bf16 themselves are the recipe's: htlib.optim).
 
 Measured on one H100 at B = 16 (issue notes), the step was bound by the host, not the GPU: a
 thousand small kernels, episodes sampled on the CPU and copied every step, and reads of tensor
@@ -22,7 +23,6 @@ every first touch. `HTLIB_CPU_TUNING=0` leaves glibc's defaults (the step as bef
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import platform
@@ -30,47 +30,10 @@ import platform
 import torch
 from torch import nn
 
-from htlib.data import ClassImages, EpisodeSampler
-from htlib.data.device_episodes import DeviceEpisodeSampler
-
-PRECISIONS = ("fp32", "bf16")
-
 
 def episodes_on_device(setting: bool | None, device: torch.device) -> bool:
     """The `episodes_on_device` setting resolved: None means on a GPU, not on the CPU."""
     return device.type == "cuda" if setting is None else bool(setting)
-
-
-def make_sampler(cfg, data: ClassImages, device: torch.device, batch_size: int, seed: int) -> EpisodeSampler:
-    """The training sampler of a resolved TrainConfig (one process's share of the batch, its seed):
-    on `device` if cfg.episodes_on_device."""
-    task = (data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled, cfg.distractors, batch_size,
-            cfg.augment_rotations)
-    if cfg.episodes_on_device:
-        return DeviceEpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift,
-                                    independent_queries=cfg.independent_queries, device=device)
-    return EpisodeSampler(*task, seed=seed, augment_shift=cfg.augment_shift, independent_queries=cfg.independent_queries)
-
-
-def make_optimizer(cfg, params, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW (this project's default), or plain SGD without momentum as the reference's
-    GradientDescentOptimizer (docs/paper.md, section 2); multi-tensor kernels, fused on a GPU."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    kernel = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernel)
-
-
-def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """Clip the global gradient norm to `max_norm` with multi-tensor kernels and no host sync."""
-    return nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
-
-
-def autocast(precision: str, device: torch.device):
-    """The context a training step runs in: bf16 autocast, or nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def compile_model(model: nn.Module, device: torch.device, backend: str | None = None) -> nn.Module:

@@ -6,12 +6,8 @@ and reads neither profiles nor the project's layout.
 Every method is an nn.Module mapping (support images, support labels, query images, N) to
 query logits, so this loop, the evaluation and the result rows are shared by all of them.
 
-Departures from the reference scripts (which ran 4M single-episode plain-SGD steps with a
-smooth x0.95 decay per 100k steps; docs/paper.md, section 2): we batch B episodes per step and use
-AdamW with a short linear warm-up and a cosine decay, plus gradient-norm clipping. That reaches
-useful accuracy with orders of magnitude fewer steps; the paper's numbers come from far longer
-training. The reference's choices stay reachable as settings (`optimizer="sgd"`,
-`schedule="reference"`, `episodes_per_step=1`), for the recipe study (htlib.experiments.recipe).
+The recipe (optimizer, schedule, clipping, precision) is htlib.optim's; the task (splits and
+samplers) htlib.data.task's; the model htlib.methods'.
 """
 
 from __future__ import annotations
@@ -34,12 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from htlib import checkpoints, distributed, speed
-from htlib.config import TrainConfig, check_task, checked_config, config_differences  # noqa: F401 (re-exported)
-from htlib.data import EpisodeSampler, load_split
+import htlib.checkpoints as checkpoints
+import htlib.distributed as distributed
+import htlib.optim as optim
+import htlib.speed as speed
+from htlib.config import TrainConfig, checked_config, config_differences  # noqa: F401 (re-exported)
+from htlib.data.task import Task
 from htlib.errors import CheckpointError, ConfigError, RunExistsError
 from htlib.evaluate import EVAL_SEED, Accuracy, episode_logits, evaluate, per_episode_accuracy
-from htlib.methods import build_model, method_name
+from htlib.methods import build_model, upgrade_stored_config
 from htlib.models.checks import trusted_episodes
 from htlib.runs import Run, is_finished, make_run, relative_to_project, run_lock
 from htlib.schemas import read_config, read_result, read_table
@@ -50,28 +49,6 @@ def count_parameters(model: nn.Module, ways: int) -> dict[str, int]:
     if hasattr(model, "parameter_counts"):
         return model.parameter_counts(ways)
     return {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), "generated_per_episode": 0}
-
-
-# The reference decays lr by x0.95 every 100k of its 4M steps: 40 periods (docs/paper.md, section 2).
-REFERENCE_DECAY, REFERENCE_PERIODS = 0.95, 40
-
-
-def _schedule(cfg: TrainConfig):
-    """The factor on lr before optimizer step `step` (0-based): a linear warm-up over
-    cfg.warmup_steps, then the shape cfg.schedule names (htlib.config.SCHEDULES)."""
-    def cosine(step: int) -> float:  # 1 until the warm-up ends, then down to 5% of lr at the last step
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
-
-    def reference(step: int) -> float:  # tf exponential_decay without staircase, over this run's length
-        return REFERENCE_DECAY ** (step / (cfg.steps / REFERENCE_PERIODS))
-
-    decay = {"cosine": cosine, "constant": lambda step: 1.0, "reference": reference}[cfg.schedule]
-
-    def factor(step: int) -> float:
-        ramp = (step + 1) / cfg.warmup_steps if step < cfg.warmup_steps else 1.0
-        return ramp * decay(step)  # the reference has no warm-up: its decay runs from step 0
-    return factor
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -124,11 +101,31 @@ class TrainResult:
     result: dict  # test accuracy, ci95, steps, wall time, ... (also in run_dir/result.json)
 
 
+def _checked_model(model: nn.Module, cfg: TrainConfig, task: Task) -> nn.Module:
+    """`model` if it has the parameters of the config's method's model (names and shapes)."""
+    def shapes(m: nn.Module) -> dict:
+        return {name: tuple(p.shape) for name, p in m.state_dict().items()}
+
+    expected = shapes(build_model(cfg, task.image_shape))
+    if shapes(model) != expected:
+        differ = sorted(set(shapes(model).items()) ^ set(expected.items()))[:4]
+        raise ConfigError(f"The model passed is not a {cfg.method} model of this config (C = {cfg.channels}, "
+                          f"{cfg.ways}-way): its parameters differ, e.g. {differ}. Build it with "
+                          f"htlib.methods.build_model(config, image_shape), or register its method.")
+    return model
+
+
 class Trainer:
     """Holds the state of one run so that it can be checkpointed and resumed exactly."""
 
-    def __init__(self, run: Run | TrainConfig, run_dir: str | os.PathLike | None = None) -> None:
-        """`run` is a Run, or a TrainConfig trained into `run_dir` (None: nothing is written)."""
+    def __init__(self, run: Run | TrainConfig, run_dir: str | os.PathLike | None = None, *,
+                 model: nn.Module | None = None, task: Task | None = None) -> None:
+        """`run` is a Run, or a TrainConfig trained into `run_dir` (None: nothing is written).
+
+        By default the trainer builds the config's task and model; a notebook or a test may pass
+        its own instead: `task` with its splits already loaded (the config's task settings), `model`
+        built or changed by hand (the config's method's parameters, by name and shape, so that the
+        run's folder, checkpoint and result say what it is)."""
         run = run if isinstance(run, Run) else Run.at(run, run_dir)
         self.cfg = cfg = run.config
         device = resolve_device(cfg.device)
@@ -136,14 +133,16 @@ class Trainer:
         self.device = self.world.device(device)
         self.run_dir = run.folder
         seed_everything(cfg.seed)
-        load = lambda split: load_split(cfg.dataset, split, cfg.data_dir, split_scheme=cfg.split_scheme)
-        self.train_data, self.val_data = load("train"), load("val")
+        if task is not None and task != cfg.task:
+            raise ConfigError(f"The task passed is not the config's: {task} vs {cfg.task}.")
+        self.task = task if task is not None else cfg.task
         # every split must hold the task: checked now, not at the first validation after minutes of training
-        check_task(cfg, {"train": self.train_data, "val": self.val_data, "test": load("test")})
+        self.task.check()
+        self.train_data, self.val_data = self.task.split("train"), self.task.split("val")
         speed.tune_backends(self.device)
-        self.sampler = speed.make_sampler(cfg, self.train_data, self.device,
-                                          self.world.share(cfg.episodes_per_step), self.world.seed(cfg.seed))
-        self.model = build_model(cfg, self.train_data.image_shape)
+        self.sampler = self.task.training_sampler(self.world.share(cfg.episodes_per_step), self.world.seed(cfg.seed),
+                                                  device=self.device if cfg.episodes_on_device else None)
+        self.model = build_model(cfg, self.task.image_shape) if model is None else _checked_model(model, cfg, self.task)
         if run.init_weights is not None:
             checkpoints.load_weights(self.model, checkpoints.load(run.init_weights, "weights"), run.init_weights)
         self.model.to(self.device)
@@ -155,8 +154,8 @@ class Trainer:
             self.step_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.step_model = speed.compile_model(self.step_model, self.device)
-        self.optimizer = speed.make_optimizer(cfg, self.model.parameters(), self.device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
+        self.optimizer = optim.make_optimizer(cfg, self.model.parameters(), self.device)
+        self.scheduler = optim.make_scheduler(self.optimizer, cfg)
         self.step = 0
         self.rows: list[dict] = []
         # (loss, accuracy) of the steps since the last log row: tensors on the device until a log
@@ -249,22 +248,20 @@ class Trainer:
 
     def validate(self) -> Accuracy:
         cfg = self.cfg
-        sampler = EpisodeSampler(self.val_data, cfg.ways, cfg.shots, cfg.queries, cfg.unlabelled,
-                                 cfg.distractors, min(cfg.val_episodes, 32), seed=EVAL_SEED + 1,
-                                 independent_queries=cfg.independent_queries)
+        sampler = self.task.eval_sampler("val", min(cfg.val_episodes, 32), seed=EVAL_SEED + 1)
         return evaluate(self.model, sampler, cfg.val_episodes, self.device)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns its loss and query accuracy as tensors on the device
         (nothing here reads a value back, so the host never waits for the GPU)."""
         episode = self.sampler.sample().to(self.device)  # a no-op for episodes sampled on the device
-        with speed.autocast(self.cfg.precision, self.device):
+        with optim.autocast(self.cfg.precision, self.device):
             logits = episode_logits(self.step_model, episode)  # (B, N*Q, N)
         loss = F.cross_entropy(logits.float().flatten(0, 1), episode.query_labels.flatten(),
                                label_smoothing=self.cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        speed.clip_gradients(self.model, self.cfg.grad_clip)
+        optim.clip_gradients(self.model, self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         acc = per_episode_accuracy(logits.detach(), episode.query_labels).mean()
@@ -369,12 +366,10 @@ class Trainer:
         cfg = self.cfg
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        test_data = load_split(cfg.dataset, "test", cfg.data_dir, split_scheme=cfg.split_scheme)
-        sampler = EpisodeSampler(test_data, cfg.ways, cfg.shots if shots is None else shots, cfg.queries,
-                                 cfg.unlabelled if unlabelled is None else unlabelled,
-                                 cfg.distractors if distractors is None else distractors,
-                                 batch_size=cfg.test_batch_size or min(cfg.episodes_per_step * 2, 64),
-                                 seed=EVAL_SEED, independent_queries=cfg.independent_queries)
+        changes = {name: value for name, value in
+                   [("shots", shots), ("unlabelled", unlabelled), ("distractors", distractors)] if value is not None}
+        sampler = self.task.eval_sampler("test", cfg.test_batch_size or min(cfg.episodes_per_step * 2, 64),
+                                         seed=EVAL_SEED, **changes)
         return evaluate(self.model, sampler, episodes or cfg.test_episodes, self.device)
 
 
@@ -420,7 +415,7 @@ def _finish(trainer: Trainer) -> TrainResult:
     cfg = trainer.cfg
     counts = count_parameters(trainer.model, cfg.ways)
     result = {
-        "method": method_name(cfg),
+        "method": cfg.method,
         "dataset": cfg.dataset, "split_scheme": cfg.split_scheme, "ways": cfg.ways, "shots": cfg.shots,
         "queries": cfg.queries, "unlabelled": cfg.unlabelled, "channels": cfg.channels, "seed": cfg.seed,
         "profile": cfg.profile, "steps": trainer.step, "episodes_seen": trainer.step * cfg.episodes_per_step,
@@ -451,8 +446,7 @@ def load_or_train(run: Run | TrainConfig, run_dir: str | os.PathLike | None = No
         run = Run.at(run, run_dir) if run_dir is not None else make_run(run)
     folder, cfg = run.folder, run.config
     if is_finished(run):
-        data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
-        model = build_model(cfg, data.image_shape)
+        model = build_model(cfg, cfg.task.image_shape)
         checkpoints.load_weights(model, checkpoints.load(folder / "model.pt", "weights"), folder / "model.pt")
         result = read_result(folder / "result.json")
         print(f"Loaded the finished run in {relative_to_project(folder)} (trained {result['steps']} steps in "
@@ -477,7 +471,7 @@ def load_trained(path: str | os.PathLike, device: str = "auto",
                               f"(train one with `python -m htlib train --run-dir DIR`).")
     state = checkpoints.load(path)
     if isinstance(state, dict) and "config" in state and "model" in state:  # a training checkpoint
-        stored, weights = state["config"], state.get("best_state") or state["model"]
+        stored, weights = upgrade_stored_config(state["config"]), state.get("best_state") or state["model"]
     else:  # plain weights: the settings are in config.json beside them
         config_file = path.with_name("config.json")
         if not config_file.is_file():
@@ -491,7 +485,6 @@ def load_trained(path: str | os.PathLike, device: str = "auto",
     cfg = TrainConfig(**stored)
     if data_dir is not None:
         cfg.data_dir = data_dir
-    data = load_split(cfg.dataset, "val", cfg.data_dir, split_scheme=cfg.split_scheme)
-    model = build_model(cfg, data.image_shape)
+    model = build_model(cfg, cfg.task.image_shape)
     checkpoints.load_weights(model, weights, path)
     return model.to(resolve_device(device)), cfg

@@ -259,8 +259,9 @@ def test_a_killed_writer_leaves_a_temporary_file_that_the_next_write_removes(tmp
     (["--lr", "0"], ["lr must be a number > 0"]),
     (["--device", "tpu"], ["Unknown device 'tpu'"]),
     (["--method", "svm"], ["Unknown method 'svm'"]),
-    (["--generate", "seven"], ["generate must be"]),
-    (["--generate", "9"], ["generate must be 'all', 'logits' or an int in [0, 4]"]),
+    (["--method", "ht"], ["Unknown method 'ht'", "ht-all", "ht-<n>"]),  # a family, as configs once held
+    (["--method", "ht-seven"], ["Unknown method 'ht-seven'"]),
+    (["--method", "ht-9"], ["generate must be 'all', 'logits' or an int in [0, 4]"]),
     (["--dataset", "cifar"], ["Unknown dataset 'cifar'"]),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) and v[0].startswith("--") else None)
 def test_impossible_training_requests_are_refused_before_training(tmp_path, capsys, extra, needles):

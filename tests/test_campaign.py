@@ -68,15 +68,15 @@ def test_time_based_checkpoints_and_bad_durations(monkeypatch):
 
 def test_status_and_the_readme_row_come_from_the_files(tmp_path):
     from htlib.campaign import status
-    from htlib.tools.readme import render_campaign
+    from htlib.summaries import campaign_section
 
-    assert "No campaign started yet" in render_campaign([])
+    assert "No campaign started yet" in campaign_section([])
     run_campaign(smoke(), minutes=1e-4)
     (found,) = status(tmp_path / "runs" / "ci")
     assert found["steps"] < found["total_steps"] == 20 and found["total_episodes"] == 80
     assert found["segments"] == 1 and found["result"] is None and found["split_scheme"] == "paper"
     assert set(found["tests"]) == {1, 5} and found["tests"][1][2] == found["episodes"]
-    row = render_campaign([found])
+    row = campaign_section([found])
     one, five = (f"{100 * found['tests'][k][0]:.1f} ± {100 * found['tests'][k][1]:.1f}%" for k in (1, 5))
     assert f"| `{found['name']}` | `paper` | {found['episodes']} of 80 (" in row
     assert f"| {one} | {five} | – |" in row  # tested now at 1 and 5 shots; no final test yet
@@ -120,3 +120,30 @@ def test_the_5_shot_fine_tune_starts_from_the_campaign_best_weights_and_says_so(
     assert found[folder.name]["shots"] == 5 and found[folder.name]["init"] == start
     assert found[smoke().run().folder.name]["shots"] == 1 and found[smoke().run().folder.name]["init"] is None
     assert set(campaign_tests(folder)["shots"]) == {1, 5}
+
+
+def test_a_segment_stopped_by_ctrl_c_is_recorded_and_resumes(tmp_path, monkeypatch):
+    """Ctrl-C stops after the current step; that segment's episodes still count in segments.csv."""
+    import os
+    import signal
+
+    from htlib.train import TrainingInterrupted
+
+    spec, calls = smoke(seed=3), []
+    original = Trainer.train_step
+
+    def step_then_ctrl_c(self):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C, during the third step
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    with pytest.raises(TrainingInterrupted):
+        run_campaign(spec, minutes=10)
+    folder = spec.run().folder
+    table = segments(folder)
+    assert list(table[["from_step", "to_step", "episodes"]].iloc[0]) == [0, 3, 3 * spec.config().resolved().episodes_per_step]
+    assert (folder / "model.pt").is_file() and campaign_tests(folder).empty  # no tests: Ctrl-C wants out
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert (run_campaign(spec, minutes=10)["from_step"], len(segments(folder))) == (3, 2)

@@ -209,6 +209,16 @@ def _ci_two(accs):
     return float(accs.mean()), 2 * float(accs.std()) / math.sqrt(accs.numel())
 
 
+def _ci_in_place(accs):  # right numbers, but the caller's tensor is centred in place
+    mean = float(accs.mean())
+    accs -= mean
+    return mean, 1.96 * float(accs.std()) / math.sqrt(accs.numel())
+
+
+def _kmeans_in_place(e, l, p):  # right prototypes, written into the caller's tensor
+    return p.copy_(_kmeans(e, l, p))
+
+
 MISTAKES = [
     ("choose_classes", _choose_sorted, "Labels not permuted"),
     ("choose_classes", _choose_global_rng, "seeded alike gave different classes"),
@@ -247,6 +257,8 @@ MISTAKES = [
     ("mean_ci95", _ci_no_sqrt_n, "times too wide: that is the spread of single episodes"),
     ("mean_ci95", _ci_biased, "use the sample standard deviation"),
     ("mean_ci95", _ci_two, "the 95% normal quantile is 1.96"),
+    ("mean_ci95", _ci_in_place, "changed its argument 1 (the tensor of shape (50,)) in place"),
+    ("soft_kmeans_step", _kmeans_in_place, "changed its argument 3"),
 ]
 
 

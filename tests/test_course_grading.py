@@ -89,6 +89,8 @@ def test_one_row_per_student_and_exercise_in_the_csv(graded):
     assert summary.loc["teacher", "points"] == summary.loc["teacher", "max_points"] == sum(
         ex.points for ex in EXERCISES.values())
     assert (out / "executed" / "stubs" / "04_semi_supervised.ipynb").is_file()
+    # each submission trained its smoke runs in a folder of its own (notebook 02 trains one at ci)
+    assert all((out / "scratch" / student / "ci").is_dir() for student in ("teacher", "stubs"))
 
 
 def test_the_teachers_notebooks_get_full_marks(graded):
@@ -240,3 +242,39 @@ def test_default_output_folders_of_same_named_submission_folders_differ(tmp_path
     one, two = tmp_path / "a" / "week1", tmp_path / "b" / "week1"
     assert default_out_dir(one) != default_out_dir(two)
     assert default_out_dir(one).name.startswith("week1-") and default_out_dir(one) == default_out_dir(one)
+
+
+def test_loose_files_and_a_folder_one_level_too_deep_are_named_not_skipped(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "h_nested" / "h_nested").mkdir(parents=True)
+    (subs / "h_nested" / "h_nested" / "05_results_vs_paper.ipynb").write_text("{}")  # a zip unpacked one level deep
+    (subs / "bob_05_results_vs_paper.ipynb").write_text("{}")  # handed in without a folder
+    (subs / ".DS_Store").write_text("")
+    said = []
+    table = grade_folder(subs, tmp_path / "out", only=["05"], log=said.append).set_index("student")
+    assert list(table.index.unique()) == ["h_nested"] and (table.status == "missing").all()
+    assert "found it in h_nested/h_nested/: move the notebooks up into h_nested/" in table.message.iloc[0]
+    assert any("not graded, loose at the top" in line and "bob_05_results_vs_paper.ipynb" in line for line in said)
+    assert (tmp_path / "out" / "ignored.txt").read_text() == "bob_05_results_vs_paper.ipynb\n"
+
+
+def test_cheats_that_pass_in_the_kernel_score_0_outside_it(tmp_path):
+    """Patching the checker in an earlier cell, or calling htlib's reference, passes the check cell in
+    the student's kernel; the grader's second check, on the solution cell alone, scores them 0."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    patch = ("from htlib import course\nfrom htlib.course.exercises import EXERCISES\n_real = course.check\n"
+             "course.check = lambda key, answer: _real(key, lambda *a: EXERCISES[key].reference(*a))")
+    wrong = "def mean_ci95(per_episode):\n    return 0.0, 0.0"
+    _small(subs, "a_patches_the_checker", lambda nb: (nb.cells.insert(1, nbformat.v4.new_code_cell(patch)),
+                                                      _replace("mean_ci95", wrong)(nb)))
+    calls = "def mean_ci95(per_episode):\n    from htlib.course import EXERCISES\n    return EXERCISES['mean_ci95'].reference(per_episode)"
+    _small(subs, "b_calls_the_reference", _replace("mean_ci95", calls))
+    _small(subs, "c_honest", lambda nb: None)
+    table = grade_folder(subs, tmp_path / "out", only=["05"], timeout=60).set_index("student")
+    assert table.loc["c_honest", "points"] == 2 and table.loc["c_honest", "status"] == "passed"
+    for cheat, said in [("a_patches_the_checker", "the mean is 0.00000; it should be"),
+                        ("b_calls_the_reference", "calls htlib's reference solution")]:
+        assert (table.loc[cheat, "points"], table.loc[cheat, "status"]) == (0, "wrong"), cheat
+        assert "passed in the notebook but not when the grader ran it on the solution cell alone" in \
+            table.loc[cheat, "message"] and said in table.loc[cheat, "message"], table.loc[cheat, "message"]

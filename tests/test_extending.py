@@ -35,7 +35,8 @@ def test_the_worked_example_adds_a_method_that_trains_and_sweeps(registry, tmp_p
     assert re.search(r"^matching \d+\.\d%$", out, flags=re.MULTILINE), out
     table = namespace["table"]
     assert sorted(table["method"]) == ["matching", "protonet"] and table["test_accuracy"].between(0, 1).all()
-    assert registry.methods_that(any_ways=True)[-1] == "matching" and "matching" in registry.families()
+    assert registry.methods_that(any_ways=True)[-1] == "matching"
+    assert registry.method_label("matching", short=True) == "matching net"
     # the capability the entry claims holds for its model: it takes more classes than it trained on
     import torch
 
@@ -49,14 +50,13 @@ def test_the_worked_example_adds_a_method_that_trains_and_sweeps(registry, tmp_p
     assert torch.isfinite(model(wider.support, wider.support_labels, wider.query, 7)).all()
 
 
-def test_register_refuses_a_taken_name_a_missing_family_and_a_second_builder(registry):
+def test_register_refuses_a_taken_name_and_what_is_not_an_entry(registry):
     entry = registry.METHODS["protonet"]
     with pytest.raises(ConfigError, match="'protonet' exists already"):
         registry.register(entry)
-    with pytest.raises(ConfigError, match="settings must name its family"):
-        registry.register(registry.Method("mine", "Mine", "mine", {}, 1.0, entry.build))
-    with pytest.raises(ConfigError, match="family 'protonet' is built by _protonet"):
-        registry.register(registry.Method("mine", "Mine", "mine", {"method": "protonet"}, 1.0, lambda c, s: None))
-    registry.register(registry.Method("protonet-2", "ProtoNet again", "ProtoNet", {"method": "protonet"}, 1.0,
-                                      entry.build))  # a variant of a family reuses its builder
-    assert registry.families() == ["ht", "protonet", "maml"]
+    with pytest.raises(ConfigError, match="'ht-3' exists already"):  # one of the ht-<n> names
+        registry.register(registry.Method("ht-3", "Mine", "mine", entry.build))
+    with pytest.raises(ConfigError, match="takes a htlib.methods.Method, got dict"):
+        registry.register({"name": "mine"})
+    registry.register(registry.Method("protonet-2", "ProtoNet again", "ProtoNet", entry.build))  # a builder reused
+    assert registry.get_method("protonet-2").build is entry.build

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from htlib.data.paths import PROJECT_ROOT
-from htlib.tools.readme import (ReadmeError, diff, fill, load, markers, render, render_fidelity, render_recipe,
-                                render_single_runs, render_speed, render_sweep, update)
+from htlib.summaries import fidelity_section, gpu_section, recipe_section, single_runs_section, speed_section, sweep_section
+from htlib.tools.readme import ReadmeError, diff, fill, load, markers, render, update
 
 README = PROJECT_ROOT / "README.md"
 
@@ -32,10 +32,10 @@ def _run(method: str, accuracy: float) -> dict:
 
 def test_single_runs_follow_the_accuracies():
     runs = {"ht-all": _run("ht-all", 0.80), "ht-logits": _run("ht-logits", 0.70)}
-    before = _flat(render_single_runs(runs, paper_test_tasks=1024))
+    before = _flat(single_runs_section(runs, paper_test_tasks=1024))
     assert "**80.00% ± 0.50%**" in before and "beats generating the logits layer only (+10.0 ± 0.7 points)" in before
     runs["ht-all"] = _run("ht-all", 0.65)
-    after = _flat(render_single_runs(runs, paper_test_tasks=1024))
+    after = _flat(single_runs_section(runs, paper_test_tasks=1024))
     assert "65.00% ± 0.50%" in after and "**70.00% ± 0.50%**" in after
     assert "trails generating the logits layer only (−5.0 ± 0.7 points)" in after
     assert "do not all point the paper's way" in after
@@ -50,12 +50,12 @@ def _sweep(accuracies: dict[tuple[str, int], float], profile: str = "long") -> p
 
 def test_the_sweep_section_follows_the_table():
     accuracies = {("ht-all", 4): 0.60, ("protonet", 4): 0.50, ("ht-all", 8): 0.70, ("protonet", 8): 0.75}
-    before = _flat(render_sweep({"long": _sweep(accuracies)}))
+    before = _flat(sweep_section({"long": _sweep(accuracies)}))
     assert "| 1 | `long` ht-all | **60.0 ± 1.0** | 70.0 ± 1.0 |" in before
     assert "the whole 4-cell sweep in 20 s" in before
     assert "ahead at C = 4 (+10.0) and behind at C = 8" in before
     accuracies[("ht-all", 4)] = 0.40
-    after = _flat(render_sweep({"long": _sweep(accuracies)}))
+    after = _flat(sweep_section({"long": _sweep(accuracies)}))
     assert "| 1 | `long` ht-all | 40.0 ± 1.0 | 70.0 ± 1.0 |" in after
     assert "| 1 | `long` protonet | **50.0 ± 1.0** |" in after
     assert "behind at every C" in after and "the paper's claim is **not** reproduced" in after
@@ -70,7 +70,7 @@ def test_the_speed_section_follows_the_bench_table():
     table = pd.DataFrame([row("old", 500.0), row("new", 2000.0),
                           {**row("compile", 0.0), "error": "OutOfMemoryError: CUDA out of memory"}])
     table.loc[:1, "error"] = None
-    text = _flat(render_speed({"bench_gpu.csv": table}))
+    text = _flat(speed_section({"bench_gpu.csv": table}))
     assert "`python -m htlib bench` on one H100, 16 threads" in text
     # a file from before the C, median and untuned columns: those cells stay empty
     assert "| 16 | | `new` | 10 | 2,000 | | | 4.00x | | 0.360 | 720.0 | 240.0% |" in text
@@ -82,12 +82,12 @@ def test_the_speed_section_follows_the_bench_table():
                 "episodes_per_second_slowest": rate - 10}
     cpu = pd.DataFrame([cpu_row("untuned", 100.0, 8), cpu_row("new", 110.0, 8), cpu_row("untuned", 50.0, 32),
                         cpu_row("new", 60.0, 32)]).assign(date=["2026-12-04"] * 3 + ["2026-12-05"])
-    text = _flat(render_speed({"bench_cpu.csv": cpu}))
+    text = _flat(speed_section({"bench_cpu.csv": cpu}))
     assert "on Some CPU (AVX2), 2 threads, torch 2.9, 2026-12-04 to 2026-12-05" in text
     assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text  # each C against its own untuned
     assert "| 16 | 32 | `new` | 10 | 60 | 55 | 50 | | 1.20x |" in text
     other = cpu.assign(cpu="Other CPU", episodes_per_second=[200.0, 300.0, 100.0, 100.0])
-    text = _flat(render_speed({"bench_cpu.csv": pd.concat([cpu, other])}))  # one table per machine
+    text = _flat(speed_section({"bench_cpu.csv": pd.concat([cpu, other])}))  # one table per machine
     assert text.count("`results/bench_cpu.csv`: `python -m htlib bench` on") == 2
     assert "on Other CPU (AVX2)" in text and "| 16 | 8 | `new` | 10 | 300 | 105 | 100 | | 1.50x |" in text
     assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text
@@ -100,7 +100,7 @@ def test_the_recipe_section_follows_the_table():
 
     table = pd.DataFrame([row("baseline", 0, 0.80), row("baseline", 1, 0.82), row("lr-3e-3", 0, 0.70, 48000),
                           row("embed-64", 0, 0.81), row("embed-64", 1, 0.83)])
-    text = _flat(render_recipe({"long": table}))
+    text = _flat(recipe_section({"long": table}, "omniglot"))
     assert "`results/recipe_long_omniglot.csv`: 2 arms against the baseline at the `long` budget, 48,000" in text
     assert "scores 80.0%, 82.0% (seeds 0, 1)" in text and "two seeds alone differ by 2.0 points" in text
     # best first; a one-seed arm against the baseline's same seed
@@ -108,7 +108,7 @@ def test_the_recipe_section_follows_the_table():
     assert "| `embed-64` | embed-64 change | 2 | 82.0 | +1.0 ± 0.5 | better |" in text
     assert "| `lr-3e-3` | lr-3e-3 change | 1 | 70.0 | −10.0 ± 0.7 | worse |" in text
     with pytest.raises(ReadmeError, match="no baseline row"):
-        render_recipe({"long": table[table.arm != "baseline"]})
+        recipe_section({"long": table[table.arm != "baseline"]}, "omniglot")
 
 
 def test_the_fidelity_section_follows_the_tables():
@@ -118,14 +118,14 @@ def test_the_fidelity_section_follows_the_tables():
 
     vinyals = pd.DataFrame([row("baseline", 0, 0.80), row("baseline", 1, 0.82), row("glorot-init", 0, 0.75)])
     paper = pd.DataFrame([row("baseline", 0, 0.86), row("reference-model", 0, 0.87)])
-    text = _flat(render_fidelity({"vinyals": vinyals, "paper": paper}))
+    text = _flat(fidelity_section({"vinyals": vinyals, "paper": paper}, "quick", "omniglot"))
     # the protocol's share on the seed both baselines have (seed 0): 86.0 against 80.0
     assert "score 86.0% on the `paper` protocol against 80.0% on `vinyals` (1 seed): +6.0 ± 0.7 points (better)" in text
     assert "The paper reports 96.2%" in text
     assert "`glorot-init` -5.0 ± 0.7 (worse, 1 seed)" in text and "`reference-model` +1.0 ± 0.7 (better, 1 seed)" in text
     assert "| `baseline` | today's defaults (the recipe study's baseline) | 81.0 (2) | – | 86.0 (1) | – |" in text
     assert "| `glorot-init` |" in text and "| 75.0 (1) | −5.0 ± 0.7 | – | – |" in text
-    assert "No fidelity run committed yet" in render_fidelity({})
+    assert "No fidelity run committed yet" in fidelity_section({}, "quick", "omniglot")
 
 
 def _sections(name: str = "x") -> dict[str, str]:
@@ -151,3 +151,15 @@ def test_check_reports_a_stale_readme_and_the_command_rewrites_it(tmp_path, caps
     assert "run `make readme`" in out and "| 599 |" in out
     assert update(stale) == 0
     assert stale.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
+
+
+def test_the_gpu_section_reads_the_log_without_the_locale_and_states_no_history_of_its_own():
+    log = ("Thu Nov 26 01:25:58 PM UTC 2026\nGPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-x)\ntorch 2.11.0+cu130 cuda\n"
+           "notebooks/01_episodes.ipynb: ran in 7.4 s with {'profile': 'ci', 'device': 'cuda'}\n")
+    text = _flat(gpu_section(log, "results/gpu/job.log", ["01", "02"], ["the `long` sweep above"]))
+    assert "One H100 was lent to this project on 2026-11-26" in text and "(log: `results/gpu/job.log`" in text
+    assert "The `long` sweep above ran there too." in text
+    assert "Notebook 02 has not been executed on a GPU yet." in text
+    assert "ran there too" not in _flat(gpu_section(log, "job.log", ["01"], []))
+    with pytest.raises(ReadmeError, match="job.log: the date's month 'Okt' is not one of"):  # a German `date`
+        gpu_section(log.replace("Nov", "Okt"), "job.log", ["01"], [])

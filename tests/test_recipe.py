@@ -7,8 +7,8 @@ import pytest
 
 from htlib.config import TrainConfig, config_differences
 from htlib.errors import ConfigError
-from htlib.experiments.recipe import ARMS, BASELINE, COLUMNS, FIDELITY_ARMS, RecipeSpec, recipe_gaps, run_recipe
-from htlib.profiles import get_profile
+from htlib.experiments.recipe import (ARMS, BASELINE, COLUMNS, FIDELITY_ARMS, RECIPE_BUDGETS, RecipeSpec, recipe_gaps,
+                                     run_recipe)
 from htlib.train import Trainer
 
 
@@ -40,9 +40,8 @@ def test_each_arm_differs_from_the_baseline_in_exactly_its_documented_settings(a
     for name, value in overrides.items():
         wanted = {**base.model_options, **value} if name == "model_options" else value
         assert getattr(cfg, name) == wanted, name
-    prof = get_profile("quick")
     # the same episodes for all, up to one batch where B does not divide the budget (B = 256: 188 steps)
-    assert abs(cfg.steps * cfg.episodes_per_step - prof.recipe_episodes * budget) < cfg.episodes_per_step
+    assert abs(cfg.steps * cfg.episodes_per_step - RECIPE_BUDGETS["quick"].episodes * budget) < cfg.episodes_per_step
     assert cfg.val_every == cfg.steps // 10 and cfg.test_batch_size == base.test_batch_size
     assert ARMS[arm].change and "\n" not in ARMS[arm].change
 
@@ -52,7 +51,7 @@ def test_every_arm_has_a_folder_of_its_own(profile):
     spec = RecipeSpec(profile=profile, seeds=[0, 1])
     folders = [run.folder for _, run in spec.runs()]
     assert len(set(folders)) == len(folders) == 2 * len(ARMS)
-    base = get_profile(profile).recipe_episodes_per_step
+    base = RECIPE_BUDGETS[profile].episodes_per_step
     for (arm, run), folder in zip(spec.runs(), folders):
         batch = run.config.episodes_per_step
         assert folder.parent.name == f"{profile}-recipe" + ("" if batch == base else f"-b{batch}"), arm
@@ -104,7 +103,7 @@ def test_two_arms_end_to_end_resume_and_skip(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resuming from" in out and "at step 2" in out
     assert list(table.columns) == COLUMNS and table["arm"].tolist() == [BASELINE, "smooth-0.1"]
-    assert (table["episodes"] == get_profile("ci").recipe_episodes).all()
+    assert (table["episodes"] == RECIPE_BUDGETS["ci"].episodes).all()
     assert table["test_accuracy"].between(0, 1).all() and table["train_accuracy"].between(0, 1).all()
     pd.testing.assert_frame_equal(pd.read_csv(spec.table_path), table)
     assert spec.table_path == tmp_path / "runs" / "recipe_ci_synthetic.csv"

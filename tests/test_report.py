@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from htlib.plots import sweep_accuracy
-from htlib.report import (accuracy_grid, gaps, paper_reference, semi_verdicts, unlabelled_gains, verdicts,
-                          wall_time)
+from htlib.report import accuracy_grid, gaps, paper_reference, unlabelled_gains, wall_time
+from htlib.summaries import semi_verdicts, verdicts
 
 
 def _table(rows):

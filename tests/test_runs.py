@@ -15,7 +15,7 @@ import torch
 
 from htlib.config import TrainConfig, config_differences
 from htlib.experiments import SemiSpec, SweepSpec
-from htlib.methods import METHODS, build_model, method_name, method_settings
+from htlib.methods import METHODS, build_model
 from htlib.runs import Run, make_run, run_folder, table_path
 from htlib.train import train
 
@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "ci_runs.json").read_text())
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_every_named_method_is_what_its_settings_are_called(name):
-    cfg = TrainConfig(**method_settings(name))
-    assert method_name(cfg) == name
+@pytest.mark.parametrize("name", [*METHODS, "ht-2"])
+def test_every_named_method_builds_and_names_its_runs(name):
+    cfg = TrainConfig(method=name).resolved()
     model = build_model(cfg, (1, 28, 28))
     assert sum(p.numel() for p in model.parameters()) > 0
+    assert make_run(cfg).folder.name.startswith(f"{name}-omniglot-20w1s-u0-c8-seed0")
 
 
 def test_the_folder_rule_keeps_smoke_runs_out_of_results():
@@ -41,12 +41,19 @@ def test_the_folder_rule_keeps_smoke_runs_out_of_results():
     assert run_folder(quick.config) == quick.folder and quick.config.steps == 3000  # resolved once, here
 
 
+def test_htlib_scratch_moves_the_smoke_runs_and_nothing_else(monkeypatch, tmp_path):
+    monkeypatch.setenv("HTLIB_SCRATCH", str(tmp_path / "alice"))
+    assert make_run(TrainConfig(profile="ci")).folder == tmp_path / "alice" / "ci" / "ht-all-omniglot-20w1s-u0-c8-seed0"
+    assert table_path("sweep", "ci", "omniglot") == tmp_path / "alice" / "sweep_ci_omniglot.csv"
+    assert make_run(TrainConfig(profile="quick")).folder.parts[-4:-1] == ("results", "runs", "quick")
+
+
 def _committed(runs: list[Run]) -> list[Run]:
     return [r for r in runs if (r.folder / "config.json").is_file()]
 
 
 @pytest.mark.parametrize("label, runs", [
-    ("quick single runs", lambda: [make_run(TrainConfig(profile="quick", **method_settings(m)))
+    ("quick single runs", lambda: [make_run(TrainConfig(profile="quick", method=m))
                                    for m in ("ht-all", "ht-logits", "protonet", "maml")]),
     ("quick sweep", lambda: SweepSpec(profile="quick").cells()),
     ("long sweep", lambda: SweepSpec(profile="long").cells()),

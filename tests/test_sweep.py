@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from htlib.errors import ConfigError
 from htlib.experiments.sweep import COLUMNS, SweepSpec, run_sweep
-from htlib.methods import method_name
 
 
 @pytest.fixture(autouse=True)
@@ -36,9 +36,10 @@ def test_sweep_writes_one_row_per_cell_and_skips_done_cells(tmp_path, capsys):
 def test_a_cell_trained_with_other_settings_is_not_reused(monkeypatch):
     spec = SweepSpec(profile="ci", dataset="synthetic", ways=3, shots=[1], channels=[4], methods=["protonet"])
     run_sweep(spec, progress=False)
-    from htlib.profiles import PROFILES
+    from htlib.experiments.sweep import SWEEP_BUDGETS
+    from htlib.profiles import Budget
 
-    monkeypatch.setitem(PROFILES, "ci", PROFILES["ci"].__class__(**{**PROFILES["ci"].__dict__, "sweep_steps": 5}))
+    monkeypatch.setitem(SWEEP_BUDGETS, "ci", Budget(5, 2))
     with pytest.raises(ValueError, match="other settings.*steps"):
         run_sweep(spec, progress=False)
 
@@ -69,9 +70,16 @@ def test_time_limit_leaves_cells_for_the_next_call(capsys):
 
 def test_maml_variants_carry_their_own_names():
     spec = SweepSpec(profile="ci", channels=[4], shots=[1], methods=["maml", "fomaml", "fomaml-1step"])
-    assert [method_name(c.config) for c in spec.cells()] == ["maml", "fomaml", "fomaml-1step"]
-    assert [c.config.model_options for c in spec.cells()] == [{}, {"first_order": True},
-                                                              {"first_order": True, "inner_steps": 1}]
+    assert [c.config.method for c in spec.cells()] == ["maml", "fomaml", "fomaml-1step"]
+    assert [c.config.model_options for c in spec.cells()] == [{}, {}, {}]  # the name says it all
+    assert [c.folder.name.split("-omniglot")[0] for c in spec.cells()] == ["maml", "fomaml", "fomaml-1step"]
     # the default methods take the profile's MAML variant
-    assert {method_name(c.config) for c in SweepSpec(profile="long").cells()} == {"ht-all", "ht-logits",
+    assert {c.config.method for c in SweepSpec(profile="long").cells()} == {"ht-all", "ht-logits",
                                                                                   "protonet", "maml"}
+
+
+def test_a_profile_without_a_sweep_budget_is_named_not_run_at_zero_steps():
+    """Profiles say how much one run computes; the sweep keeps its own budget per profile."""
+    with pytest.raises(ConfigError, match="The sweep has no budget at profile 'campaign'; choose one of"):
+        SweepSpec(profile="campaign").cells()
+    assert SweepSpec(profile="quick").budget.episodes == 1_200

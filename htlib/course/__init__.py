@@ -12,7 +12,8 @@ the `course` extra), `python -m htlib.course grade FOLDER` grades a folder of su
 The checks themselves need only htlib.
 """
 
-from htlib.course.core import MIME, CheckFailed, Exercise, Result, check
+from htlib.course.answers import check
+from htlib.course.core import MIME, CheckFailed, Exercise, Result
 from htlib.course.exercises import EXERCISES, NOTEBOOKS, exercises_of
 
 __all__ = ["EXERCISES", "MIME", "NOTEBOOKS", "CheckFailed", "Exercise", "Result", "check", "exercises_of"]

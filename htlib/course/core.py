@@ -11,10 +11,7 @@ Nothing here imports nbgrader: students need only htlib.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -102,52 +99,27 @@ class Result:
         return {"text/plain": repr(self), "text/markdown": self.text(), MIME: self.record()}
 
 
-def check(exercise: Exercise | str, answer: Callable) -> Result:
-    """Run `answer` through the exercise's check; never raises for a wrong or unfinished answer.
-
-    The global random state is restored afterwards, so that checking an answer (right, wrong or
-    unfinished) never changes the numbers that the rest of the notebook shows.
-    """
-    from htlib.course.exercises import EXERCISES
-
-    ex = EXERCISES[exercise] if isinstance(exercise, str) else exercise
-    if not callable(answer):
-        return Result(ex, "wrong", f"`{ex.key}` should be a function, got {type(answer).__name__}.",
-                      f"define it with `def {ex.key}(...):` in the cell above", answer)
-    if answer is ex.reference:  # the check cell rebinds the name to the reference while an answer fails
-        return Result(ex, "wrong", f"This `{ex.key}` is htlib's reference, not yours: after a failed check the "
-                      f"notebook uses the reference under your function's name.",
-                      f"run the cell that defines your `{ex.key}` again, then this check", answer)
-    printed = io.StringIO()  # what the answer prints while checked: hidden (nbgrader scores stderr as 0)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), \
-            contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        warnings.simplefilter("ignore")
-        try:
-            verified = ex.check(answer)
-            result = Result(ex, "passed", f"Passed: {verified}", "", answer)
-        except NotDone:
-            result = Result(ex, "not done yet", "Not done yet: the function still raises NotImplementedError.",
-                            "replace `raise NotImplementedError()` with your code, then run this cell again", answer)
-        except CheckFailed as failed:
-            result = Result(ex, "wrong", failed.message, failed.hint, answer)
-    if printed.getvalue():
-        result.message += (f" (Your function printed {len(printed.getvalue().splitlines())} line(s) while it was "
-                           f"checked; the check hides them: print on your own example instead.)")
-    return result
-
-
 # ---------------------------------------------------------------- helpers for writing checks
 
 
 def call(answer: Callable, *args, hint: str = "") -> Any:
     """Call the answer; the stub's NotImplementedError means 'not done yet', any other error is
-    reported as a fault of the answer (with the exception's own text)."""
+    reported as a fault of the answer (with the exception's own text). An answer that changes a
+    tensor it was given fails, whatever it returns: the caller's data must stay as it was."""
+    before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
     try:
-        return answer(*args)
+        out = answer(*args)
     except NotImplementedError as e:
         raise NotDone() from e
     except Exception as e:  # the student's code may raise anything: report it, never crash
         raise CheckFailed(f"Calling it raised {type(e).__name__}: {e}", hint) from e
+    for i, (arg, kept) in enumerate(zip(args, before)):
+        if kept is not None and not torch.equal(arg, kept):
+            raise CheckFailed(f"It changed its argument {i + 1} (the tensor of shape {tuple(arg.shape)}) in place: "
+                              f"the caller's tensor must stay as it was.",
+                              "compute new tensors (x = x - m, torch.cat, clone()) instead of writing into an input "
+                              "(x -= m, x[...] = ..., x.copy_)")
+    return out
 
 
 def expect_tensor(value: Any, name: str, shape: tuple[int, ...], integer: bool = False, hint: str = "") -> torch.Tensor:

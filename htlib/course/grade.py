@@ -18,8 +18,11 @@ in progress; a second run into the same folder grades only the students not grad
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import hashlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +81,12 @@ def submissions(folder: Path) -> list[Path]:
     return students
 
 
+def loose_files(folder: Path) -> list[str]:
+    """Files at the top of the submissions folder (hidden ones aside): nobody's, so not graded; the
+    grader names them (log and ignored.txt) rather than skipping them in silence."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: float = DEFAULT_TIMEOUT,
                  dataset: str | None = None, data_dir: str | None = None, only: list[str] | None = None,
                  log=print, regrade: bool = False) -> pd.DataFrame:
@@ -90,6 +99,7 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
     if not timeout > 0:
         raise CourseError(f"the time limit per cell must be > 0 seconds, got {timeout!r}")
     students = submissions(folder)
+    loose = loose_files(folder)
     books = {p: s for p, s in teacher_notebooks().items() if not only or p in only}
     if not books:
         raise CourseError(f"--only {only} matches none of the notebooks with exercises {NOTEBOOKS}")
@@ -98,6 +108,10 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
               **({"data_dir": str(Path(data_dir).resolve())} if data_dir else {})}
     out_dir = Path(out_dir)
     done = pd.DataFrame(columns=COLUMNS) if regrade else graded_before(out_dir)
+    if loose:
+        log(f"[grade] not graded, loose at the top of {folder}: {', '.join(loose)} (a student's notebooks go in "
+            f"{folder}/<student>/; listed in ignored.txt)")
+        write_text_atomic(out_dir / "ignored.txt", "".join(f"{name}\n" for name in loose))
     rows: list[Row] = []
     for student in students:
         kept = done[done["student"] == student.name]
@@ -109,7 +123,8 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
             path = student / teacher.name
             start = time.perf_counter()
             graded = grade_notebook(student.name, prefix, path, released, params, timeout,
-                                    out_dir / "executed" / student.name / teacher.name)
+                                    out_dir / "executed" / student.name / teacher.name,
+                                    scratch=out_dir / "scratch" / student.name)
             rows += graded
             got = sum(r.points for r in graded)
             log(f"[grade] {student.name}/{teacher.name}: {got:g} / {sum(r.max_points for r in graded):g} points, "
@@ -174,8 +189,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, str], params: dict,
-                   timeout: float, executed_path: Path) -> list[Row]:
-    """Rows for the exercises of one notebook of one student."""
+                   timeout: float, executed_path: Path, scratch: Path | None = None) -> list[Row]:
+    """Rows for the exercises of one notebook of one student. `scratch`: the folder of the smoke runs
+    the notebook trains (HTLIB_SCRATCH), its own for each student."""
     exercises = exercises_of(prefix)
 
     def rows_all(status: str, message: str, notebook_status: str) -> list[Row]:
@@ -184,7 +200,10 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
 
     if not path.is_file():
         near = sorted(p.name for p in path.parent.glob(f"{prefix}*.ipynb"))  # e.g. a renamed copy
-        said = f" (found {', '.join(near)}: rename it {path.name})" if near else ""
+        deeper = sorted({f"{path.parent.name}/{p.parent.name}" for p in path.parent.glob(f"*/{prefix}*.ipynb")})  # unzipped
+        said = (f" (found {', '.join(near)}: rename it {path.name})" if near else
+                f" (found it in {', '.join(deeper)}/: move the notebooks up into {path.parent.name}/)" if deeper
+                else "")
         return rows_all("missing", f"no notebook {path.name} in {path.parent.name}/{said}", "missing")
     # papermill's reader: it fills in the metadata that its parameter injection expects
     from papermill.iorw import load_notebook_node
@@ -198,11 +217,60 @@ def grade_notebook(student: str, prefix: str, path: Path, released: dict[str, st
         grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id in released:
             cell.source = released[grade_id]
-    run = execute(nb, params, timeout)
+    # the smoke runs a notebook trains go to this student's own folder: a run one student trained is
+    # never "loaded" by the next, nor is the teacher's
+    with _scratch(scratch) if scratch is not None else contextlib.nullcontext():
+        run = execute(nb, params, timeout)
     executed_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(run.nb, str(executed_path))
     index = {nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(run.nb.cells) if nbgrader_meta(c)}
-    return [score(student, prefix, EXERCISES[ex.key], run, index.get(check_cell_id(ex.key))) for ex in exercises]
+    rows = [score(student, prefix, EXERCISES[ex.key], run, index.get(check_cell_id(ex.key))) for ex in exercises]
+    return confirm_outside(rows, run.nb, index, timeout)
+
+
+def confirm_outside(rows: list[Row], nb, index: dict, timeout: float) -> list[Row]:
+    """The exercises that passed in the student's kernel, checked again in a process of the grader's
+    on the solution cell alone (htlib.course.recheck); one that fails there scores 0, and its row
+    says why."""
+    import tempfile
+
+    from htlib.course.recheck import imports_of, recheck_notebook
+
+    items = []
+    for row in rows:
+        at = index.get(row.exercise)
+        if row.status == "passed" and at is not None:
+            before = [c.source for c in nb.cells[:at] if c.cell_type == "code"]
+            items.append({"key": row.exercise, "imports": imports_of(before), "solution": nb.cells[at].source})
+    with tempfile.TemporaryDirectory() as empty:  # where the process runs: no file of the student's to import
+        results = recheck_notebook(items, timeout * max(1, len(items)) + 60, Path(empty))
+    out = []
+    for row in rows:
+        outside = results.get(row.exercise)
+        if row.status == "passed" and (outside is None or outside["status"] != "passed"):
+            why = (outside["message"] if outside else "its solution cell was deleted").rstrip(".")
+            hint = f" Hint: {outside['hint']}" if outside and outside.get("hint") else ""
+            row = dataclasses.replace(row, points=0.0, status="wrong" if outside is None else outside["status"],
+                                      message=f"The check passed in the notebook but not when the grader ran it on "
+                                              f"the solution cell alone: {why}.{hint}")
+        out.append(row)
+    return out
+
+
+@contextlib.contextmanager
+def _scratch(folder: Path):
+    """HTLIB_SCRATCH (htlib.runs) set to `folder` while a submission runs: its kernel inherits it."""
+    from htlib.runs import SCRATCH_ENV
+
+    before = os.environ.get(SCRATCH_ENV)
+    os.environ[SCRATCH_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SCRATCH_ENV, None)
+        else:
+            os.environ[SCRATCH_ENV] = before
 
 
 def score(student: str, prefix: str, ex, run: Run, at: int | None) -> Row:

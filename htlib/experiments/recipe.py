@@ -7,7 +7,7 @@ The design (20-way 1-shot Omniglot by default, C = 8, ``ht-all``):
   (docs/paper.md, section 6) and local features from the last extractor conv;
 - every other **arm** changes ONE thing (`ARMS`: name -> the change in one line, the TrainConfig
   settings that make it); several put back a choice of the reference (docs/paper.md, section 2);
-- every arm trains on the same number of episodes, the profile's ``recipe_episodes`` (steps =
+- every arm trains on the same number of episodes, the profile's ``RECIPE_BUDGETS`` (steps =
   episodes / B, so an arm with a larger B takes fewer steps), with the same seeds; it validates
   every 1/10 of its run on the same validation episodes and is tested, with its best-on-validation
   weights, on the same test episodes (the test batch is fixed at the baseline's, because the batch
@@ -35,14 +35,18 @@ import pandas as pd
 from htlib.config import TrainConfig, check_runs
 from htlib.data.protocols import protocol_settings
 from htlib.errors import ConfigError
-from htlib.methods import method_settings
-from htlib.profiles import get_profile
+from htlib.profiles import Budget, budget_at, get_profile
 from htlib.report import difference, seed_mean
 from htlib.runs import Run, is_finished, make_run, run_folder, table_path
 from htlib.train import train
 from htlib.schemas import read_config, read_result, read_table
 from htlib.utils import write_atomic
 
+# The baseline arm's training at each profile; every arm trains on the same number of episodes (its
+# share of them, Arm.budget), an arm with another B in episodes / B steps. quick: the budget of the
+# quick single run (3,000 steps x 16).
+RECIPE_BUDGETS = {"ci": Budget(4, 2), "quick": Budget(3_000, 16), "long": Budget(20_000, 16),
+                  "paper": Budget(100_000, 32), "gpu": Budget(15_625, 64)}
 COLUMNS = ["arm", "change", "seed", "steps", "episodes_per_step", "episodes", "val_accuracy", "test_accuracy",
            "ci95", "train_accuracy", "wall_seconds", "device", "htlib_version", "torch_version", "python_version"]
 BASELINE = "baseline"
@@ -51,7 +55,7 @@ BASELINE = "baseline"
 class Arm(NamedTuple):
     change: str  # what differs from the baseline, in one line
     overrides: dict  # the TrainConfig settings that make the change (model_options: HT options)
-    budget: float = 1.0  # share of the profile's recipe_episodes this arm trains on
+    budget: float = 1.0  # share of the profile's RECIPE_BUDGETS episodes this arm trains on
 
 
 def _model(**options) -> dict:
@@ -196,23 +200,23 @@ class RecipeSpec:
 
     def config(self, arm: str, seed: int) -> TrainConfig:
         """The run of `arm` with `seed`: the task and budget of every arm, then the arm's change."""
-        prof = get_profile(self.profile)
+        base = budget_at(RECIPE_BUDGETS, self.profile, "recipe study")
         chosen = self.arm_table[arm]
-        settings = {**method_settings("ht-all"), **protocol_settings(self.protocol), **copy.deepcopy(chosen.overrides)}
-        batch = settings.pop("episodes_per_step", prof.recipe_episodes_per_step)
-        steps = max(1, round(prof.recipe_episodes * chosen.budget / batch))
+        settings = {"method": "ht-all", **protocol_settings(self.protocol), **copy.deepcopy(chosen.overrides)}
+        batch = settings.pop("episodes_per_step", base.episodes_per_step)
+        steps = max(1, round(base.episodes * chosen.budget / batch))
         return TrainConfig(
             dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=1, queries=3, channels=8,
             profile=self.profile, seed=seed, device=self.device, steps=steps, episodes_per_step=batch,
             val_every=max(min(2, steps), steps // 10),  # every tenth; at least 2 steps apart (smoke runs)
-            test_batch_size=min(2 * prof.recipe_episodes_per_step, 64),
+            test_batch_size=min(2 * base.episodes_per_step, 64),
             **settings)
 
     def run(self, arm: str, seed: int) -> Run:
         """The run of `arm` with `seed` in its folder (arms with another B than the baseline's apart)."""
         cfg = self.config(arm, seed)
         batch = cfg.episodes_per_step
-        base_batch = get_profile(self.profile).recipe_episodes_per_step
+        base_batch = budget_at(RECIPE_BUDGETS, self.profile, "recipe study").episodes_per_step
         # both studies share the folders: an arm of one that the other has too (the baseline, the
         # departures put back) is the same run, trained once; runs on the paper protocol carry it in their name
         return make_run(cfg, group="recipe" if batch == base_batch else f"recipe-b{batch}")
@@ -358,3 +362,36 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
 
 def _write(spec: RecipeSpec, table: pd.DataFrame) -> None:
     write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def fidelity_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The fidelity study side by side: one row per arm, for each protocol (tables: protocol -> its
+    results/fidelity_<protocol>_*.csv) the arm's test accuracy over its seeds and its gap to that
+    protocol's baseline on the seeds both have (recipe_gaps); arms with no
+    run yet are left out."""
+    rows = {arm: {"arm": arm, "change": FIDELITY_ARMS[arm].change} for arm in FIDELITY_ARMS}
+    for protocol, table in tables.items():
+        if table.empty or BASELINE not in set(table["arm"]):
+            continue
+        for arm, own in table.groupby("arm"):
+            rows[arm].update({f"{protocol} accuracy": own["test_accuracy"].mean(), f"{protocol} seeds": len(own)})
+        for g in recipe_gaps(table).itertuples():  # seeds: those the arm shares with the baseline
+            rows[g.arm].update({f"{protocol} seeds": g.seeds, f"{protocol} gap": g.gap, f"{protocol} ci95": g.ci95,
+                                f"{protocol} verdict": g.verdict})
+    out = pd.DataFrame([r for r in rows.values() if len(r) > 2])
+    return out.reset_index(drop=True)
+
+
+def protocol_gap(tables: dict[str, pd.DataFrame], protocol: str = "paper", against: str = "vinyals") -> dict | None:
+    """The baseline on `protocol` minus the baseline on `against`, on the seeds both have (None
+    while either is missing): how much of an accuracy is the protocol's, not the model's."""
+    bases = {p: tables[p][tables[p]["arm"] == BASELINE].set_index("seed") for p in (protocol, against)
+             if p in tables and not tables[p].empty}
+    if len(bases) < 2:
+        return None
+    seeds = sorted(set(bases[protocol].index) & set(bases[against].index))
+    if not seeds:
+        return None
+    mine, theirs = seed_mean(bases[protocol].loc[seeds]), seed_mean(bases[against].loc[seeds])
+    return {"seeds": len(seeds), protocol: mine.test_accuracy, against: theirs.test_accuracy,
+            **difference(mine, theirs)}

@@ -4,7 +4,7 @@ The design, for each method, at one task (20-way 1-shot Omniglot, C = 8 by defau
 
 1. the **base**: the profile's fully supervised single run of that method (what notebook 02 and
    ``python -m htlib train`` produce; trained here if it is missing);
-2. two **arms** continue the base for the profile's ``semi_steps`` (same optimiser, same
+2. two **arms** continue the base for the profile's budget (``SEMI_BUDGETS``) (same optimiser, same
    schedule): one with U unlabelled samples per class in every training support set, one with
    none, the control that gets the same extra training;
 3. every arm is tested on the same test episodes at several numbers of unlabelled samples per
@@ -30,16 +30,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from htlib import checkpoints
+import htlib.checkpoints as checkpoints
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
-from htlib.methods import method_name, method_settings, methods_that
-from htlib.profiles import get_profile
+from htlib.methods import get_method, methods_that
+from htlib.profiles import Budget, budget_at
 from htlib.runs import Run, make_run, relative_to_project, table_path
 from htlib.train import Trainer, load_or_train, train
 from htlib.schemas import read_result
 from htlib.utils import write_atomic, write_text_atomic
 
+# The extra training of each arm at each profile, continuing the profile's supervised run.
+SEMI_BUDGETS = {"ci": Budget(4, 2), "quick": Budget(300, 8), "long": Budget(2_000, 16), "paper": Budget(20_000, 32),
+                "gpu": Budget(5_000, 64)}
 METHODS = methods_that(uses_unlabelled=True)  # the methods compared with and without unlabelled samples
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "train_unlabelled",
            "test_unlabelled", "test_distractors", "base_episodes", "steps", "episodes_seen", "test_accuracy",
@@ -64,24 +67,29 @@ class SemiSpec:
     data_dir: str | None = None
     device: str = "auto"
 
+    @property
+    def budget(self) -> Budget:
+        """The extra training of each arm at this profile (SEMI_BUDGETS)."""
+        return budget_at(SEMI_BUDGETS, self.profile, "semi-supervised experiment")
+
     def base(self, method: str) -> Run:
-        """The supervised run an arm starts from: the profile's single run of the method."""
-        settings = _settings(method)
-        settings.get("model_options", {}).pop("soft_kmeans_steps", None)  # its base is plain ProtoNet
+        """The supervised run an arm starts from: the profile's single run of the method (or of the
+        method it refines, Method.starts_from)."""
+        _check_method(method)
         return make_run(TrainConfig(dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
                                     channels=self.channels, profile=self.profile, seed=self.seed,
-                                    device=self.device, **settings))
+                                    device=self.device, method=get_method(method).starts_from or method))
 
     def arm(self, method: str, unlabelled: int) -> Run:
         """The continued run of `method` with `unlabelled` samples per class in training."""
-        prof = get_profile(self.profile)
+        budget = self.budget
         base_weights = self.base(method).folder / "model.pt"
         return make_run(TrainConfig(
             dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=self.shots,
             channels=self.channels, profile=self.profile, seed=self.seed, device=self.device,
-            unlabelled=unlabelled, steps=prof.semi_steps, episodes_per_step=prof.semi_episodes_per_step,
-            val_every=max(1, prof.semi_steps // 2), init_from=relative_to_project(base_weights),
-            **_settings(method)), group="semi")
+            unlabelled=unlabelled, steps=budget.steps, episodes_per_step=budget.episodes_per_step,
+            val_every=max(1, budget.steps // 2), init_from=relative_to_project(base_weights),
+            method=method), group="semi")
 
     def arms(self) -> list[Run]:
         if self.train_unlabelled < 1:
@@ -108,7 +116,7 @@ def run_semi(spec: SemiSpec, progress: bool = True) -> pd.DataFrame:
     """Train missing bases and arms, run missing test conditions, return (and write) the table."""
     spec.check()
     for arm in spec.arms():
-        base = load_or_train(spec.base(method_name(arm.config)), progress=progress)  # trains only if missing
+        base = load_or_train(spec.base(arm.config.method), progress=progress)  # trains only if missing
         if not (arm.folder / "result.json").is_file():
             print(f"{arm.folder.name}: continuing {base.result['steps']} base steps for "
                   f"{arm.config.steps} steps with U = {arm.config.unlabelled}", flush=True)
@@ -160,7 +168,6 @@ def _evaluate_arm(spec: SemiSpec, arm: Run, base_result: dict) -> None:
         write_text_atomic(path, json.dumps(rows, indent=2))
 
 
-def _settings(method: str) -> dict:
+def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ConfigError(f"Unknown method {method!r} for the semi-supervised experiment; choose from {METHODS}")
-    return method_settings(method)

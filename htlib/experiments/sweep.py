@@ -27,13 +27,22 @@ import torch
 
 from htlib.config import TrainConfig, check_runs
 from htlib.errors import ConfigError
-from htlib.methods import compared_methods, get_method, method_name, method_settings
-from htlib.profiles import get_profile
+from htlib.methods import compared_methods, get_method
+from htlib.profiles import Budget, budget_at
 from htlib.runs import Run, is_finished, make_run, table_path
 from htlib.train import train
 from htlib.schemas import read_result
 from htlib.utils import write_atomic
 
+# One cell's budget at each profile: dozens of cells share the time of one run. quick: sized from
+# results/step_costs_cpu.csv so that its 48 cells fit in about 90 minutes on 2 CPU cores; long is
+# meant for a GPU (minutes there).
+SWEEP_BUDGETS = {"ci": Budget(4, 2), "quick": Budget(300, 4), "long": Budget(1_000, 16),
+                 "paper": Budget(100_000, 32), "gpu": Budget(5_000, 64)}
+# The MAML of the comparison at each profile (others: second-order "maml"). Second order with 5 inner
+# steps costs 5-17 s per step at 5-shot on 2 CPU cores, more than all other methods together, so the
+# CPU profiles compare first-order MAML with one inner step.
+SWEEP_MAML = {"ci": "fomaml-1step", "quick": "fomaml-1step"}
 COLUMNS = ["method", "dataset", "ways", "shots", "channels", "seed", "profile", "steps", "episodes_seen",
            "test_accuracy", "ci95", "test_episodes", "trainable_params", "generated_params",
            "wall_seconds", "device", "htlib_version", "torch_version", "python_version"]
@@ -62,10 +71,15 @@ class SweepSpec:
         check_runs([cell.config for cell in cells])
         return cells
 
+    @property
+    def budget(self) -> Budget:
+        """The steps x episodes of one cell at this profile (SWEEP_BUDGETS)."""
+        return budget_at(SWEEP_BUDGETS, self.profile, "sweep")
+
     def cells(self) -> list[Run]:
         """One run per cell, with the profile's sweep budget, in its place (results/runs/<profile>-sweep/)."""
-        prof = get_profile(self.profile)
-        methods = self.methods or compared_methods(prof.sweep_maml)
+        budget = self.budget
+        methods = self.methods or compared_methods(SWEEP_MAML.get(self.profile, "maml"))
         out = []
         for method, shots, channels, seed in itertools.product(methods, self.shots, self.channels, self.seeds):
             # the reference: 1-shot uses 60 queries (3 per class), 5-shot 100 (5 per class)
@@ -73,8 +87,8 @@ class SweepSpec:
             out.append(make_run(TrainConfig(
                 dataset=self.dataset, data_dir=self.data_dir, ways=self.ways, shots=shots, queries=queries,
                 channels=channels, profile=self.profile, seed=seed, device=self.device,
-                steps=prof.sweep_steps, episodes_per_step=prof.sweep_episodes_per_step,
-                val_every=max(1, prof.sweep_steps // 2), **method_settings(method)), group="sweep"))
+                steps=budget.steps, episodes_per_step=budget.episodes_per_step,
+                val_every=max(1, budget.steps // 2), method=method), group="sweep"))
         return out
 
     @property
@@ -146,7 +160,7 @@ def run_sweep(spec: SweepSpec, progress: bool = True, write_table: bool = True, 
 def _cost(cell: Run) -> float:
     """A rough relative cost of a cell, to order the cells of a parallel sweep."""
     cfg = cell.config
-    return get_method(method_name(cfg)).step_cost * cfg.channels ** 1.5 * (cfg.shots + cfg.queries)
+    return get_method(cfg.method).step_cost * cfg.channels ** 1.5 * (cfg.shots + cfg.queries)
 
 
 def _run_parallel(cells: list[Run], workers: int, time_left, finished) -> None:

@@ -38,7 +38,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from htlib import cpu, speed
+import htlib.cpu as cpu
+import htlib.speed as speed
 from htlib.config import TrainConfig
 from htlib.evaluate import episode_logits, per_episode_accuracy
 from htlib.models.checks import trusted_episodes

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from htlib.experiments.sweep import SweepSpec
-from htlib.methods import compared_methods, method_name
+from htlib.methods import compared_methods
 from htlib.train import Trainer
 
 
@@ -41,7 +41,7 @@ def main() -> None:
         for _ in range(args.steps):
             trainer.train_step()
         seconds = (time.perf_counter() - start) / args.steps
-        rows.append({"method": method_name(cfg), "shots": cfg.shots, "channels": cfg.channels,
+        rows.append({"method": cfg.method, "shots": cfg.shots, "channels": cfg.channels,
                      "episodes_per_step": trainer.cfg.episodes_per_step, "seconds_per_step": round(seconds, 4),
                      "device": str(trainer.device), "threads": torch.get_num_threads(),
                      "machine": platform.processor() or platform.machine()})
