@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="blocks per row; the fastest counts")
     p.add_argument("--batches", type=int, nargs="+", default=[16], help="batch sizes B to time")
     p.add_argument("--settings", nargs="+", default=["old", "new"],
-                   help="loop | old | untuned | new | 2proc | bf16 | compile | compile+bf16 (htlib.tools.bench)")
+                   help="loop | old | untuned | unfused | new | 2proc | bf16 | compile | compile+bf16 "
+                   "(htlib.tools.bench)")
     p.add_argument("--json", action="store_true", help="print one JSON object per row instead of lines")
     p.add_argument("--out", default=None, help="also add the rows to this CSV (e.g. results/bench_cpu.csv; same device, B, setting: replaced)")
     p.set_defaults(func=_bench)
