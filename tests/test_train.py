@@ -190,6 +190,32 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
     assert table["episodes_per_second"].tolist()[1] == -1.0 and (table["repeats"] == 3).all()
 
 
+def test_step_parts_time_every_part_of_a_hypertransformer_step(tmp_path):
+    """`bench --parts` end to end: the whole step, then each part once (no timing assertion)."""
+    from htlib.schemas import read_table
+    from htlib.tools import step_parts
+    from htlib.tools.bench import write_table
+
+    rows = step_parts.step_parts(tiny(), repeats=2)
+    names = [r["part"] for r in rows]
+    assert names == ["step", "shared features"] + [
+        f"{kind} {layer}" for layer in ("conv0", "conv1", "conv2", "conv3", "logits")
+        for kind in ("local features", "transformer")] + [
+        "support through the generated CNN", "queries through the generated CNN", "gradient clipping and optimizer"]
+    assert all(r["ms_median"] >= r["ms"] > 0 for r in rows) and {r["channels"] for r in rows} == {tiny().channels}
+    stepped = []  # the optimizer part steps every parameter that has a gradient in a training step
+    trainer_step = torch.optim.AdamW.step
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: stepped.append(
+            sum(p.grad is not None for g in self.param_groups for p in g["params"])) or trainer_step(self, *a, **k))
+        step_parts.step_parts(tiny(), repeats=1)
+    assert stepped and stepped[-1] == stepped[0] > 0
+    path = write_table(rows, tmp_path / "step_parts_cpu.csv", key=step_parts.TABLE_KEY, order=())
+    assert list(read_table(path, "step_parts")["part"]) == names  # kept in the order measured
+    with pytest.raises(ConfigError, match="not one"):
+        step_parts.step_parts(tiny(method="protonet", model_options={}), repeats=1)
+
+
 def test_benchmark_splits_the_step_over_two_data_parallel_processes_and_reports_a_failed_rank():
     """The `2proc` row: two gloo processes of half the threads each, the machine's peak summed over
     both; a B the two cannot split is a failed row, not a hung bench."""

@@ -115,6 +115,34 @@ def speed_section(tables: dict[str, pd.DataFrame]) -> str:
     return "\n\n".join(parts)
 
 
+def step_parts_section(tables: dict[str, pd.DataFrame]) -> str:
+    """Where a step's time goes (results/step_parts_*.csv, `python -m htlib bench --parts`): one
+    table per file and machine, each part's time and its share of the whole step."""
+    parts = []
+    for name, t in sorted(tables.items()):
+        for (cpu, threads, channels, batch), m in t.groupby(["cpu", "threads", "channels", "episodes_per_step"],
+                                                              sort=True):
+            step = m[m.part == "step"]
+            if len(step) != 1:
+                raise ProseError(f"results/{name}: no single 'step' row for {cpu}, {threads} threads, C = {channels}, "
+                                 f"B = {batch}; run `python -m htlib bench --parts` again")
+            step_ms = float(step.ms.iloc[0])
+            pieces = m[m.part != "step"]
+            covered = pieces.ms.sum() / step_ms
+            parts.append(wrap(
+                f"`results/{name}`: `python -m htlib bench --parts` on {cpu} ({one(m.capability, 'CPU capability')}), "
+                f"{threads} thread(s), torch {one(m.torch, 'torch version')}, {one(m.date, 'date')}: one training "
+                f"step of the task above at C = {channels}, B = {batch}, "
+                f"{'with' if one(m.fast_kernels, 'fast kernels') else 'without'} the fused kernels, and each of its "
+                f"parts alone, forward and backward (htlib.tools.step_parts); the fastest of "
+                f"{one(m.repeats, 'repeats')} calls, then the median. The parts add up to {100 * covered:.0f}% of "
+                f"the step."))
+            rows = [[f"{r.part}", f"{r.ms:.1f}", f"{r.ms_median:.1f}", f"{100 * r.ms / step_ms:.0f}%"]
+                    for r in m.itertuples()]
+            parts.append("\n".join(md_table(["part", "ms", "median ms", "share of the step"], rows)))
+    return "\n\n".join(parts)
+
+
 def _search(pattern: str, text: str, what: str, path: str, groups: int = 1):
     found = re.search(pattern, text, re.MULTILINE)
     if not found:

@@ -254,10 +254,11 @@ def line(row: dict) -> str:
             f"{row['matmul_peak_gflops']:.0f}, {row['peak_memory_mib']:.0f} MiB")
 
 
-def write_table(rows: list[dict], path):
+def write_table(rows: list[dict], path, key: list[str] = TABLE_KEY, order: tuple[str, ...] = SETTINGS):
     """Add the rows, dated, to the CSV at `path` for the README's table (htlib.tools.readme); a row
-    with the same TABLE_KEY (device, CPU, threads, C, B, setting) replaces the older one, so that
-    benches can be run in parts."""
+    with the same `key` (device, CPU, threads, C, B, setting) replaces the older one, so that
+    benches can be run in parts. Rows are sorted by the key, its last column in `order`'s order
+    (the settings; the step parts are kept in the order they were measured when `order` is empty)."""
     from datetime import date
     from pathlib import Path
 
@@ -268,8 +269,9 @@ def write_table(rows: list[dict], path):
     table = pd.DataFrame(rows).assign(date=date.today().isoformat())
     if Path(path).is_file():
         old = pd.read_csv(path)
-        table = pd.concat([old, table]).drop_duplicates(subset=TABLE_KEY, keep="last")
-    order = {name: i for i, name in enumerate(SETTINGS)}
-    table = table.sort_values(TABLE_KEY, key=lambda col: col.map(order) if col.name == "setting" else col)
+        table = pd.concat([old, table]).drop_duplicates(subset=key, keep="last")
+    if order:
+        rank = {name: i for i, name in enumerate(order)}
+        table = table.sort_values(key, key=lambda col: col.map(rank) if col.name == key[-1] else col)
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
     return Path(path)
