@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The throughput check on one lent GPU, in one go within 10 minutes (issue: training speed):
 #   1. the step reads nothing back from the GPU (torch.cuda.set_sync_debug_mode("error"));
-#   2. `python -m htlib bench` at B = 16, 256, 1024 for the settings old, new, bf16, then the
+#   2. `python -m htlib bench` at B = 16, 256, 1024 for the settings old, unfused, new, bf16, then the
 #      compiled settings at B = 1024 (compilation takes a minute or more per row);
 #   3. the headline run (`train --profile gpu`: the paper's 4M episodes, B = 64, the recipe study's
 #      recommended HT options) for the time left, stopped with a resumable checkpoint if it has not
@@ -57,9 +57,9 @@ with trusted_episodes():
         torch.cuda.set_sync_debug_mode("default")
 print("no host sync in 3 training steps" if device.startswith("cuda") else "not a GPU: sync check skipped")
 EOF
-  echo "== bench: old, new, bf16 at B = $BATCHES ($(left) s left)"
+  echo "== bench: old, unfused, new, bf16 at B = $BATCHES ($(left) s left)"
   timeout $(( $(left) > 300 ? 240 : $(left) / 2 )) $PY -m htlib bench --device "$DEVICE" --profile quick \
-    --batches $BATCHES --settings old new bf16 --bench-steps 20 --out "$OUT/bench_gpu.csv"
+    --batches $BATCHES --settings old unfused new bf16 --bench-steps 20 --out "$OUT/bench_gpu.csv"
   if [ -n "$COMPILE_BATCHES" ]; then
     echo "== bench: compiled at B = $COMPILE_BATCHES ($(left) s left)"
     timeout $(( $(left) > 330 ? 180 : $(left) / 3 )) $PY -m htlib bench --device "$DEVICE" --profile quick \

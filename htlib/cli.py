@@ -204,9 +204,22 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from htlib.tools.bench import benchmark
+    from htlib.tools.bench import benchmark, line, write_table
 
-    from htlib.tools.bench import line, write_table
+    if args.parts:
+        import dataclasses
+
+        from htlib.tools import step_parts
+
+        cfg = dataclasses.replace(_config(args).resolved(), episodes_per_step=args.batches[0]).resolved()
+        rows = step_parts.step_parts(cfg, repeats=args.repeats)
+        for row in rows:
+            print(json.dumps(row) if args.json else f"{row['part']:<40} {row['ms']:8.2f} ms "
+                  f"(median {row['ms_median']:.2f})")
+        if args.out:
+            write_table(rows, args.out, key=step_parts.TABLE_KEY, order=())
+            print(f"{len(rows)} rows added to {args.out}")
+        return
 
     def report(row: dict) -> None:
         print(json.dumps(row) if args.json else line(row), flush=True)
@@ -345,7 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="blocks per row; the fastest counts")
     p.add_argument("--batches", type=int, nargs="+", default=[16], help="batch sizes B to time")
     p.add_argument("--settings", nargs="+", default=["old", "new"],
-                   help="loop | old | untuned | new | 2proc | bf16 | compile | compile+bf16 (htlib.tools.bench)")
+                   help="loop | old | untuned | unfused | new | 2proc | bf16 | compile | compile+bf16 "
+                   "(htlib.tools.bench)")
+    p.add_argument("--parts", action="store_true",
+                   help="time each part of one HyperTransformer step instead (htlib.tools.step_parts; "
+                        "--repeats calls each, at the first of --batches; e.g. --out results/step_parts_cpu.csv)")
     p.add_argument("--json", action="store_true", help="print one JSON object per row instead of lines")
     p.add_argument("--out", default=None, help="also add the rows to this CSV (e.g. results/bench_cpu.csv; same device, B, setting: replaced)")
     p.set_defaults(func=_bench)

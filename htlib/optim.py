@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+import htlib.speed as speed
+
 OPTIMIZERS = ("adamw", "sgd")  # "sgd": plain SGD, no momentum, as the reference (docs/paper.md, section 2)
 # The learning rate after the linear warm-up: "cosine" decays to 5% of lr by the last step (this
 # project's default); "constant" stays at lr; "reference" decays smoothly by x0.95 per 1/40 of the
@@ -48,12 +50,28 @@ def lr_factor(cfg) -> Callable[[int], float]:
 
 def make_optimizer(cfg, params, device: torch.device) -> torch.optim.Optimizer:
     """AdamW (this project's default), or plain SGD without momentum as the reference's
-    GradientDescentOptimizer (docs/paper.md, section 2); multi-tensor kernels, fused on a GPU
-    (foreach gives bit for bit the per-parameter loop's numbers on the CPU; fused does not)."""
+    GradientDescentOptimizer (docs/paper.md, section 2), with the kernels of `kernels`."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    kernel = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernel)
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernels("sgd", device))
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernels("adamw", device))
+
+
+def kernels(optimizer: str, device: torch.device) -> dict[str, bool | None]:
+    """How the optimizer runs: AdamW fused (one kernel for all parameters; on the CPU several times
+    faster than the multi-tensor kernels: `python -m htlib bench --settings unfused new`), except on the CPU with
+    HTLIB_FAST_KERNELS=0 (the multi-tensor kernels of before); SGD multi-tensor, bit for bit the
+    per-parameter loop (the reference arms)."""
+    fused = optimizer == "adamw" and (device.type == "cuda" or speed.fast_kernels_enabled())
+    return {"fused": True, "foreach": None} if fused else {"fused": None, "foreach": True}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a checkpoint's optimizer state but keep this process's kernels: a state dict carries the
+    kernel flags of the process that wrote it, and they are this code's choice, not a run's state."""
+    flags = [{key: group[key] for key in ("fused", "foreach")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, flags):
+        group.update(kept)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg) -> torch.optim.lr_scheduler.LambdaLR:

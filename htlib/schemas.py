@@ -9,6 +9,7 @@ to do, before anything is computed or rewritten from it. One schema per kind of 
 - `semi`: results/semi_<profile>_<dataset>.csv, one row per method and condition;
 - `recipe`: results/recipe_*.csv and results/fidelity_*.csv, one row per (arm, seed);
 - `bench`: results/bench_*.csv, one row per measurement (htlib.tools.bench.TABLE_KEY);
+- `step_parts`: results/step_parts_*.csv, one row per part of a step (htlib.tools.step_parts.TABLE_KEY);
 - `metrics`: a run's metrics.csv, one row per log point (validation accuracy where validated);
 - `segments`, `tests`: a campaign's segments.csv and tests.csv (htlib.campaign);
 - `result`: a run's result.json; `config`: a run's config.json (a TrainConfig's fields).
@@ -54,6 +55,10 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
                                          date=(str, None)),
                                 # older files lack the CPU model and C: one row per device, B and setting then
                                 unique=["device", "threads", "episodes_per_step", "setting"]),
+    "step_parts": pa.DataFrameSchema(_columns(part=(str, None), ms=(float, _not_negative),
+                                              ms_median=(float, _not_negative), threads=(int, _positive),
+                                              episodes_per_step=(int, _positive), date=(str, None)),
+                                     unique=["device", "cpu", "threads", "channels", "episodes_per_step", "part"]),
     "segments": pa.DataFrameSchema(_columns(from_step=(int, _not_negative), to_step=(int, _not_negative),
                                             episodes=(int, _not_negative), wall_seconds=(float, _not_negative),
                                             cpu=(str, None)), unique=["from_step"]),

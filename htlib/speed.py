@@ -6,8 +6,9 @@ thousand small kernels, episodes sampled on the CPU and copied every step, and r
 values that made the host wait for the device. The trainer therefore
 - samples on the device (`episodes_on_device`, htlib.data.device_episodes) where asked: by
   default on a GPU, not on the CPU, where the committed runs used the reference sampler;
-- uses the multi-tensor ("foreach") optimizer and gradient clipping, and the fused AdamW kernel on
-  a GPU: foreach gives bit for bit the per-parameter loop's numbers on the CPU; fused does not;
+- uses the fused AdamW kernel and multi-tensor ("foreach") gradient clipping, and PyTorch's fused
+  attention wherever the attention maps are not asked for (`HTLIB_FAST_KERNELS=0`: the multi-tensor
+  AdamW and the written-out attention of before, which round differently in the last digits);
 - reads loss and accuracy back only at log points (htlib.train) and skips the label-value checks
   for its own episodes (htlib.models.checks.trusted_episodes);
 - optionally runs the step under bf16 autocast (`precision="bf16"`) and compiles the model
@@ -23,6 +24,7 @@ every first touch. `HTLIB_CPU_TUNING=0` leaves glibc's defaults (the step as bef
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -47,6 +49,30 @@ def compile_model(model: nn.Module, device: torch.device, backend: str | None = 
         return torch.compile(model, backend=backend, fullgraph=True)
     mode = "reduce-overhead" if device.type == "cuda" else None
     return torch.compile(model, mode=mode, fullgraph=True)
+
+
+FAST_KERNELS_SWITCH = "HTLIB_FAST_KERNELS"  # "0": the step's kernels as before (to measure against)
+
+
+def fast_kernels_enabled() -> bool:
+    """The fused kernels of the step: AdamW's fused kernel (also on the CPU) and, where the attention
+    maps are not asked for, PyTorch's fused attention. Same arithmetic, other rounding order: a step
+    differs from the unfused one in its last digits (tests/test_speed.py). On by default."""
+    return os.environ.get(FAST_KERNELS_SWITCH, "1") != "0"
+
+
+@contextlib.contextmanager
+def without_fast_kernels():
+    """The switch off for a block of this process (the bench's FLOP count), then as it was."""
+    before = os.environ.get(FAST_KERNELS_SWITCH)
+    os.environ[FAST_KERNELS_SWITCH] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[FAST_KERNELS_SWITCH]
+        else:
+            os.environ[FAST_KERNELS_SWITCH] = before
 
 
 CPU_TUNING_SWITCH = "HTLIB_CPU_TUNING"  # "0": glibc's allocator defaults, the step as before the tuning

@@ -214,7 +214,7 @@ class Trainer:
                 f"{self._sampler_on()}; a run resumes with the sampler it started with (set episodes_on_device "
                 f"and the device accordingly), or use another run directory.")
         checkpoints.load_weights(self.model, state["model"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        optim.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.generator.set_state(state["sampler"][self.world.rank] if self.world.size > 1 else state["sampler"])
         torch.set_rng_state(state["torch_rng"])

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from htlib.data.paths import PROJECT_ROOT
-from htlib.summaries import fidelity_section, gpu_section, recipe_section, single_runs_section, speed_section, sweep_section
+from htlib.summaries import (ProseError, fidelity_section, gpu_section, recipe_section, single_runs_section,
+                             speed_section, step_parts_section, sweep_section)
 from htlib.tools.readme import ReadmeError, diff, fill, load, markers, render, update
 
 README = PROJECT_ROOT / "README.md"
@@ -73,24 +74,41 @@ def test_the_speed_section_follows_the_bench_table():
     text = _flat(speed_section({"bench_gpu.csv": table}))
     assert "`python -m htlib bench` on one H100, 16 threads" in text
     # a file from before the C, median and untuned columns: those cells stay empty
-    assert "| 16 | | `new` | 10 | 2,000 | | | 4.00x | | 0.360 | 720.0 | 240.0% |" in text
+    assert "| 16 | | `new` | 10 | 2,000 | | | 4.00x | | | 0.360 | 720.0 | 240.0% |" in text
     assert "| 16 | | `compile` | failed: OutOfMemoryError: CUDA out of memory |" in text
 
     def cpu_row(setting, rate, channels):
         return {**row(setting, rate), "device": "cpu", "memory_kind": "CPU RSS growth over setup", "threads": 2,
                 "cpu": "Some CPU", "capability": "AVX2", "channels": channels, "episodes_per_second_median": rate - 5,
                 "episodes_per_second_slowest": rate - 10}
-    cpu = pd.DataFrame([cpu_row("untuned", 100.0, 8), cpu_row("new", 110.0, 8), cpu_row("untuned", 50.0, 32),
-                        cpu_row("new", 60.0, 32)]).assign(date=["2026-12-04"] * 3 + ["2026-12-05"])
+    cpu = pd.DataFrame([cpu_row("untuned", 100.0, 8), cpu_row("unfused", 88.0, 8), cpu_row("new", 110.0, 8),
+                        cpu_row("untuned", 50.0, 32), cpu_row("new", 60.0, 32)]).assign(
+        date=["2026-12-04"] * 4 + ["2026-12-05"])
     text = _flat(speed_section({"bench_cpu.csv": cpu}))
     assert "on Some CPU (AVX2), 2 threads, torch 2.9, 2026-12-04 to 2026-12-05" in text
-    assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text  # each C against its own untuned
-    assert "| 16 | 32 | `new` | 10 | 60 | 55 | 50 | | 1.20x |" in text
-    other = cpu.assign(cpu="Other CPU", episodes_per_second=[200.0, 300.0, 100.0, 100.0])
+    assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x | 1.25x |" in text  # each C against its own bases
+    assert "| 16 | 32 | `new` | 10 | 60 | 55 | 50 | | 1.20x | |" in text
+    other = cpu.assign(cpu="Other CPU", episodes_per_second=[200.0, 150.0, 300.0, 100.0, 100.0])
     text = _flat(speed_section({"bench_cpu.csv": pd.concat([cpu, other])}))  # one table per machine
     assert text.count("`results/bench_cpu.csv`: `python -m htlib bench` on") == 2
-    assert "on Other CPU (AVX2)" in text and "| 16 | 8 | `new` | 10 | 300 | 105 | 100 | | 1.50x |" in text
-    assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x |" in text
+    assert "on Other CPU (AVX2)" in text and "| 16 | 8 | `new` | 10 | 300 | 105 | 100 | | 1.50x | 2.00x |" in text
+    assert "| 16 | 8 | `new` | 10 | 110 | 105 | 100 | | 1.10x | 1.25x |" in text
+
+
+def test_the_step_parts_table_gives_each_part_its_share_of_the_step():
+    def row(part, ms, channels=8):
+        return {"part": part, "ms": ms, "ms_median": ms + 1, "device": "cpu", "cpu": "Some CPU", "capability": "AVX2",
+                "threads": 1, "torch": "2.9", "channels": channels, "episodes_per_step": 16, "fast_kernels": True,
+                "repeats": 8, "date": "2026-12-06"}
+    table = pd.DataFrame([row("step", 200.0), row("queries through the generated CNN", 50.0),
+                          row("transformer conv0", 30.0), row("step", 400.0, 32), row("transformer conv0", 100.0, 32)])
+    text = _flat(step_parts_section({"step_parts_cpu.csv": table}))
+    assert text.count("`python -m htlib bench --parts` on Some CPU (AVX2), 1 thread(s)") == 2  # one table per C
+    assert "C = 8, B = 16, with the fused kernels" in text and "The parts add up to 40% of the step." in text
+    assert "| queries through the generated CNN | 50.0 | 51.0 | 25% |" in text
+    assert "| transformer conv0 | 100.0 | 101.0 | 25% |" in text and "add up to 25% of the step" in text
+    with pytest.raises(ProseError, match="no single 'step' row"):
+        step_parts_section({"step_parts_cpu.csv": table[table.part != "step"]})
 
 
 def test_the_recipe_section_follows_the_table():

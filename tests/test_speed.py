@@ -49,6 +49,82 @@ def test_foreach_optimizer_and_clipping_give_the_per_parameter_numbers_bit_for_b
     assert all(torch.equal(a, b) for a, b in zip(steps(False), steps(True)))
 
 
+def test_fast_kernels_keep_the_numbers_of_the_unfused_step(monkeypatch):
+    """Fused attention does the same arithmetic in another order: a first step's loss and every
+    gradient agree with the unfused step's up to fp32 rounding (the tolerance for rounding that
+    differs between CPUs; a wrong kernel, a missed scale or a dropped term, is off by far more)."""
+    monkeypatch.setenv(speed.FAST_KERNELS_SWITCH, "1")
+    loss, grads = _first_gradients()
+    monkeypatch.setenv(speed.FAST_KERNELS_SWITCH, "0")
+    unfused_loss, unfused_grads = _first_gradients()
+    assert loss == pytest.approx(unfused_loss, rel=1e-6)
+    assert grads.keys() == unfused_grads.keys()
+    for key, grad in grads.items():
+        torch.testing.assert_close(grad, unfused_grads[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_fused_adamw_follows_the_multi_tensor_adamw():
+    """The fused kernel on the CPU (htlib.optim.kernels) against the multi-tensor one of before:
+    four steps of the same gradients give the same weights to fp32 rounding."""
+    def steps(kernel: dict) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **kernel)
+        for i in range(4):
+            x = torch.randn(16, 5, generator=torch.Generator().manual_seed(i))
+            optimizer.zero_grad()
+            model(x).pow(2).sum().backward()
+            optimizer.step()
+        return [p.detach() for p in model.parameters()]
+
+    fused, multi_tensor = steps({"fused": True}), steps({"foreach": True})
+    for got, want in zip(fused, multi_tensor):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_maps_asked_for_or_not_give_the_same_output(monkeypatch):
+    """Without maps the encoder takes PyTorch's fused attention (counted here); with them, or with
+    the switch off, the written-out softmax: the outputs and gradients agree to fp32 rounding."""
+    from htlib.models.transformer import TransformerConfig, TransformerEncoder
+
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(TransformerConfig(width=12, heads=2, layers=2))
+    x = torch.randn(3, 7, 12, requires_grad=True)
+    calls = []
+    fused = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+
+    def output_and_grad(return_attention: bool):
+        out = encoder(x, return_attention=return_attention)
+        out = out[0] if return_attention else out
+        return out, torch.autograd.grad(out.square().sum(), x)[0]
+
+    with_maps = output_and_grad(True)
+    assert not calls
+    without_maps = output_and_grad(False)
+    assert len(calls) == 2  # one per encoder layer
+    for got, want in zip(without_maps, with_maps):  # outputs and gradients are O(1): atol is rounding
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv(speed.FAST_KERNELS_SWITCH, "0")
+    output_and_grad(False)
+    assert len(calls) == 2  # the switch brings the written-out attention back
+
+
+def test_a_resumed_run_takes_this_process_kernels_not_the_checkpoints(monkeypatch, tmp_path):
+    """A checkpoint written with the unfused kernels resumes with the fused ones, and back."""
+    monkeypatch.setenv(speed.FAST_KERNELS_SWITCH, "0")
+    Trainer(tiny(), tmp_path).fit(progress=False, stop_at=2)
+    monkeypatch.setenv(speed.FAST_KERNELS_SWITCH, "1")
+    resumed = Trainer(tiny(), tmp_path)
+    assert resumed.restore() and resumed.step == 2
+    assert {(g["fused"], g["foreach"]) for g in resumed.optimizer.param_groups} == {(True, None)}
+    resumed.fit(progress=False, stop_at=4)
+    monkeypatch.setenv(speed.FAST_KERNELS_SWITCH, "0")
+    again = Trainer(tiny(), tmp_path)
+    assert again.restore() and again.step == 4
+    assert {(g["fused"], g["foreach"]) for g in again.optimizer.param_groups} == {(None, True)}
+
+
 def test_bf16_loss_and_gradients_stay_close_to_fp32():
     """bf16 keeps 8 bits of mantissa (0.4% per rounding); through the generator and the CNN that
     gave, on one tiny model: loss 0.06% off, gradient cosine 0.9991, norm 1.2% off, every tensor's

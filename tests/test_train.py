@@ -162,9 +162,9 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
     """`python -m htlib bench` end to end (no timing assertion: speed depends on the machine)."""
     from htlib.tools.bench import benchmark, write_table
 
-    rows = benchmark(tiny(), steps=1, batches=(2,), settings=("new", "untuned", "old", "loop"), report=lambda _: None,
-                     peak_seconds=0.05, repeats=3)
-    assert [r["setting"] for r in rows] == ["loop", "old", "untuned", "new"]  # SETTINGS order
+    rows = benchmark(tiny(), steps=1, batches=(2,), settings=("new", "unfused", "untuned", "old", "loop"),
+                     report=lambda _: None, peak_seconds=0.05, repeats=3)
+    assert [r["setting"] for r in rows] == ["loop", "old", "untuned", "unfused", "new"]  # SETTINGS order
     for row in rows:
         assert "error" not in row, row
         assert row["episodes_per_second"] > 0 and row["gflop_per_episode"] > 0 and row["peak_memory_mib"] >= 0
@@ -172,10 +172,13 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
         assert 0 < row["share_of_peak"] < 2 and row["achieved_gflops"] == pytest.approx(
             row["share_of_peak"] * row["matmul_peak_gflops"])
         assert row["cpu"] and row["capability"] and row["channels"] == tiny().channels
-        assert row["cpu_tuning"] == (row["setting"] == "new")  # the untuned rows really ran without it
+        assert row["cpu_tuning"] == (row["setting"] in ("unfused", "new"))  # the untuned rows really ran without it
+        assert row["fast_kernels"] == (row["setting"] in ("untuned", "new"))  # and the unfused ones without these
     assert rows[0]["speedup_over_old"] is None and rows[2]["speedup_over_old"] > 0
-    assert rows[2]["speedup_over_untuned"] is None and rows[3]["speedup_over_untuned"] == pytest.approx(
-        rows[3]["episodes_per_second"] / rows[2]["episodes_per_second"], abs=0.01)
+    assert rows[2]["speedup_over_untuned"] is None and rows[4]["speedup_over_untuned"] == pytest.approx(
+        rows[4]["episodes_per_second"] / rows[2]["episodes_per_second"], abs=0.01)
+    assert rows[3]["speedup_over_unfused"] is None and rows[4]["speedup_over_unfused"] == pytest.approx(
+        rows[4]["episodes_per_second"] / rows[3]["episodes_per_second"], abs=0.01)
     assert rows[0]["gflop_per_episode"] == pytest.approx(rows[2]["gflop_per_episode"])  # the same model
     from htlib.tools.bench import flops_per_episode
     assert flops_per_episode(Trainer(tiny(episodes_per_step=1), None)) == flops_per_episode(
@@ -183,8 +186,34 @@ def test_benchmark_times_each_setting_with_flops_share_of_peak_and_memory(tmp_pa
     write_table(rows[1:], tmp_path / "bench.csv")
     rows[1]["episodes_per_second"] = -1.0  # a newer measurement of the same row replaces the older one
     table = pd.read_csv(write_table(rows[:2], tmp_path / "bench.csv"))
-    assert list(table["setting"]) == ["loop", "old", "untuned", "new"] and table["date"].notna().all()
+    assert list(table["setting"]) == ["loop", "old", "untuned", "unfused", "new"] and table["date"].notna().all()
     assert table["episodes_per_second"].tolist()[1] == -1.0 and (table["repeats"] == 3).all()
+
+
+def test_step_parts_time_every_part_of_a_hypertransformer_step(tmp_path):
+    """`bench --parts` end to end: the whole step, then each part once (no timing assertion)."""
+    from htlib.schemas import read_table
+    from htlib.tools import step_parts
+    from htlib.tools.bench import write_table
+
+    rows = step_parts.step_parts(tiny(), repeats=2)
+    names = [r["part"] for r in rows]
+    assert names == ["step", "shared features"] + [
+        f"{kind} {layer}" for layer in ("conv0", "conv1", "conv2", "conv3", "logits")
+        for kind in ("local features", "transformer")] + [
+        "support through the generated CNN", "queries through the generated CNN", "gradient clipping and optimizer"]
+    assert all(r["ms_median"] >= r["ms"] > 0 for r in rows) and {r["channels"] for r in rows} == {tiny().channels}
+    stepped = []  # the optimizer part steps every parameter that has a gradient in a training step
+    trainer_step = torch.optim.AdamW.step
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: stepped.append(
+            sum(p.grad is not None for g in self.param_groups for p in g["params"])) or trainer_step(self, *a, **k))
+        step_parts.step_parts(tiny(), repeats=1)
+    assert stepped and stepped[-1] == stepped[0] > 0
+    path = write_table(rows, tmp_path / "step_parts_cpu.csv", key=step_parts.TABLE_KEY, order=())
+    assert list(read_table(path, "step_parts")["part"]) == names  # kept in the order measured
+    with pytest.raises(ConfigError, match="not one"):
+        step_parts.step_parts(tiny(method="protonet", model_options={}), repeats=1)
 
 
 def test_benchmark_splits_the_step_over_two_data_parallel_processes_and_reports_a_failed_rank():

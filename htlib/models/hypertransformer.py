@@ -296,14 +296,16 @@ class LayerGenerator(nn.Module):
 
     def forward(
         self, acts: Tensor, label_emb: Tensor, shared: Tensor | None, num_slots: int,
-        placeholders: Tensor | None = None,
-    ) -> tuple[Tensor, list[Tensor]]:
+        placeholders: Tensor | None = None, return_attention: bool = True,
+    ) -> tuple[Tensor, list[Tensor] | None]:
         """acts: (B, S, C_in, H, W) support activations at this layer's input; label_emb (B, S, d);
         shared (B, S, shared) or None; placeholders (P, d) to use instead of the layer's own.
         Returns slices (B, num_slots, slice_size) and the encoder's attention maps, a list of
-        (B, heads, P+S, P+S) with the P placeholders first."""
+        (B, heads, P+S, P+S) with the P placeholders first (None without ``return_attention``)."""
         holders = self.placeholders[:num_slots] if placeholders is None else placeholders
-        out, maps = self.transformer(self.tokens(acts, label_emb, shared, holders), return_attention=True)
+        tokens = self.tokens(acts, label_emb, shared, holders)
+        out, maps = (self.transformer(tokens, return_attention=True) if return_attention
+                     else (self.transformer(tokens), None))
         d = self.cfg.label_dim  # the weights are read after the embedding part, as in the reference
         return out[:, :num_slots, d : d + self.slice_size], maps
 
@@ -413,7 +415,8 @@ class HyperTransformer(nn.Module):
         for layer in range(spec.num_conv_layers):
             name = f"conv{layer}"
             if name in self.generators:
-                slices, maps[name] = self.generators[name](acts, label_emb(name), shared, spec.out_channels(layer))
+                slices, maps[name] = self.generators[name](acts, label_emb(name), shared, spec.out_channels(layer),
+                                                           return_attention=return_attention)
                 weights[name] = slices.reshape(b, *spec.conv_shape(layer))  # (B, C_out, C_in, k, k)
             else:
                 weights[name] = expand_to_episodes(self.conv_weights[name], b)
@@ -421,7 +424,7 @@ class HyperTransformer(nn.Module):
             acts = cnn_block(acts, weights[name], scale, shift, spec.activation, spec.bn_eps)
         tied = self.label_table("logits").weight[:num_classes] if cfg.tie_logits_placeholders else None
         weights["logits"], maps["logits"] = self.generators["logits"](acts, label_emb("logits"), shared, num_classes,
-                                                                      tied)
+                                                                      tied, return_attention)
         return (weights, maps) if return_attention else weights
 
     def forward(

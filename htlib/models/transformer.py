@@ -13,8 +13,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+import htlib.speed as speed
 from htlib.errors import ConfigError
 from htlib.models.cnn import activation_fn
 
@@ -67,13 +69,26 @@ class MultiHeadAttention(nn.Module):
                 self.qkv.weight[a : 2 * a] = self.qkv.weight[:a]
                 self.qkv.bias[a : 2 * a] = self.qkv.bias[:a]
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (B, T, width) -> output (B, T, width) and attention weights (B, heads, T, T)."""
+    def _fused(self, need_weights: bool, x: Tensor) -> bool:
+        """Whether PyTorch's fused attention gives this call's output: not when the maps are asked for,
+        not with dropout in training (it would draw other random numbers), and not under autocast,
+        where it would also take the softmax to bf16 (the written-out one stays fp32 there)."""
+        return (not need_weights and speed.fast_kernels_enabled() and not (self.training and self.dropout.p)
+                and not torch.is_autocast_enabled(x.device.type))
+
+    def forward(self, x: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        """x: (B, T, width) -> output (B, T, width) and attention weights (B, heads, T, T), or None
+        when they are not needed and PyTorch's fused attention computes the same output."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, heads, T, head_dim)
-        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim), dim=-1)
-        y = self.dropout(attn) @ v  # (B, heads, T, head_dim)
+        if self._fused(need_weights, x):
+            # one kernel for scores, softmax and the weighted sum, forward and backward (its 1/sqrt(head_dim)
+            # scale is the default)
+            attn, y = None, F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim), dim=-1)
+            y = self.dropout(attn) @ v  # (B, heads, T, head_dim)
         y = y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)
         return self.out(y), attn
 
@@ -91,8 +106,8 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        a, attn = self.attn(x)
+    def forward(self, x: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        a, attn = self.attn(x, need_weights)
         x = self.norm1(x + self.dropout(a))
         x = self.norm2(x + self.dropout(self.ff_out(self.act(self.ff_in(x)))))
         return x, attn
@@ -110,6 +125,6 @@ class TransformerEncoder(nn.Module):
         """With ``return_attention`` also return each layer's attention, a list of (B, heads, T, T)."""
         maps = []
         for layer in self.layers:
-            x, attn = layer(x)
+            x, attn = layer(x, return_attention)
             maps.append(attn)
         return (x, maps) if return_attention else x

@@ -9,6 +9,7 @@ import re
 import pandas as pd
 
 from htlib.summaries.text import ProseError, hardware, listing, on, one, md_table, wrap
+from htlib.tools.bench import BASES
 
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -78,8 +79,9 @@ def speed_section(tables: dict[str, pd.DataFrame]) -> str:
             f"(other work on the machine slows a block down, never up), then the median and slowest. \"% of "
             f"peak\" compares the achieved FLOP rate with a large matmul of the same dtype measured in the same "
             f"process. Settings: `old` is the step before the fast path, `loop` the same one episode at a time, "
-            f"`untuned` the fast path without the CPU tuning (glibc's allocator defaults), `new` the default "
-            f"fast path (episodes sampled on the device, multi-tensor AdamW, no per-step reads, the CPU "
+            f"`untuned` the fast path without the CPU tuning (glibc's allocator defaults), `unfused` the fast "
+            f"path without the fused kernels (multi-tensor AdamW, written-out attention), `new` the default "
+            f"fast path (episodes sampled on the device, fused AdamW and attention, no per-step reads, the CPU "
             f"tuning), `2proc` the fast path split over two data-parallel processes with half the threads "
             f"each (the same gradient), `bf16` and `compile` add those switches (htlib.tools.bench). Memory: "
             f"{one(ok.memory_kind, 'memory kind')}, divided by B."))
@@ -98,18 +100,46 @@ def speed_section(tables: dict[str, pd.DataFrame]) -> str:
             channels = cell(r.get("channels"), ".0f")
             if isinstance(r.get("error"), str):
                 rows.append([str(r.episodes_per_step), channels, f"`{r.setting}`", "failed: " + r.error]
-                            + [""] * 9)
+                            + [""] * (9 + len(BASES) - 2))
                 continue
             speedups = [f"{r.episodes_per_second / rate:.2f}x" if rate else ""
-                        for rate in (base_rate(r, "old"), base_rate(r, "untuned"))]
+                        for rate in (base_rate(r, base) for base in BASES)]
             rows.append([str(r.episodes_per_step), channels, f"`{r.setting}`", str(r.steps),
                          f"{r.episodes_per_second:,.0f}", cell(r.get("episodes_per_second_median"), ",.0f"),
                          cell(r.get("episodes_per_second_slowest"), ",.0f"), *speedups,
                          f"{r.gflop_per_episode:.3f}", f"{r.achieved_gflops:,.1f}", f"{100 * r.share_of_peak:.1f}%",
                          f"{r.memory_per_episode_mib:.2f}"])
-        parts.append("\n".join(md_table(["B", "C", "setting", "steps per block", "episodes/s", "median", "slowest",
-                                           "vs old", "vs untuned", "GFLOP per episode", "GFLOP/s", "% of peak",
-                                           "MiB per episode"], rows)))
+        header = ["B", "C", "setting", "steps per block", "episodes/s", "median", "slowest",
+                  *(f"vs {base}" for base in BASES), "GFLOP per episode", "GFLOP/s", "% of peak", "MiB per episode"]
+        parts.append("\n".join(md_table(header, rows)))
+    return "\n\n".join(parts)
+
+
+def step_parts_section(tables: dict[str, pd.DataFrame]) -> str:
+    """Where a step's time goes (results/step_parts_*.csv, `python -m htlib bench --parts`): one
+    table per file and machine, each part's time and its share of the whole step."""
+    parts = []
+    for name, t in sorted(tables.items()):
+        for (cpu, threads, channels, batch), m in t.groupby(["cpu", "threads", "channels", "episodes_per_step"],
+                                                              sort=True):
+            step = m[m.part == "step"]
+            if len(step) != 1:
+                raise ProseError(f"results/{name}: no single 'step' row for {cpu}, {threads} threads, C = {channels}, "
+                                 f"B = {batch}; run `python -m htlib bench --parts` again")
+            step_ms = float(step.ms.iloc[0])
+            pieces = m[m.part != "step"]
+            covered = pieces.ms.sum() / step_ms
+            parts.append(wrap(
+                f"`results/{name}`: `python -m htlib bench --parts` on {cpu} ({one(m.capability, 'CPU capability')}), "
+                f"{threads} thread(s), torch {one(m.torch, 'torch version')}, {one(m.date, 'date')}: one training "
+                f"step of the task above at C = {channels}, B = {batch}, "
+                f"{'with' if one(m.fast_kernels, 'fast kernels') else 'without'} the fused kernels, and each of its "
+                f"parts alone, forward and backward (htlib.tools.step_parts); the fastest of "
+                f"{one(m.repeats, 'repeats')} calls, then the median. The parts add up to {100 * covered:.0f}% of "
+                f"the step."))
+            rows = [[f"{r.part}", f"{r.ms:.1f}", f"{r.ms_median:.1f}", f"{100 * r.ms / step_ms:.0f}%"]
+                    for r in m.itertuples()]
+            parts.append("\n".join(md_table(["part", "ms", "median ms", "share of the step"], rows)))
     return "\n\n".join(parts)
 
 

@@ -6,11 +6,14 @@ batch size B and one setting:
 - ``loop``: ``old`` with a Python loop over the B episodes instead of one batched call (what
   batching episodes buys);
 - ``old``: the step as it was before the fast path: episodes sampled on the CPU and copied,
-  per-parameter AdamW and clipping, label checks and two value reads (`.item()`) every step;
+  per-parameter AdamW and clipping, the written-out attention, label checks and two value reads
+  (`.item()`) every step;
 - ``untuned``: ``new`` without the CPU tuning of htlib.speed (HTLIB_CPU_TUNING=0: glibc's
   allocator defaults), the step as it was before that tuning;
-- ``new``: the default fast path: episodes sampled on the device, multi-tensor (GPU: fused)
-  AdamW and clipping, no value read until a log point, the CPU tuning;
+- ``unfused``: ``new`` without the fused kernels (HTLIB_FAST_KERNELS=0: multi-tensor AdamW and the
+  written-out attention), the step as it was before them;
+- ``new``: the default fast path: episodes sampled on the device, fused AdamW, fused attention,
+  multi-tensor clipping, no value read until a log point, the CPU tuning;
 - ``2proc``: ``new`` split over two data-parallel processes (htlib.distributed, gloo), each with
   half the threads and half of every step's episodes; DDP averages their gradients, which equals
   the gradient of the whole batch (tests/test_distributed.py);
@@ -45,9 +48,11 @@ from htlib.evaluate import episode_logits, per_episode_accuracy
 from htlib.models.checks import trusted_episodes
 from htlib.utils import resolve_device
 
-SETTINGS = ("loop", "old", "untuned", "new", "2proc", "bf16", "compile", "compile+bf16")
+SETTINGS = ("loop", "old", "untuned", "unfused", "new", "2proc", "bf16", "compile", "compile+bf16")
 PROCESSES = {"2proc": 2}  # the data-parallel settings: processes, sharing the threads of one
 UNTUNED = ("loop", "old", "untuned")  # the settings timed without htlib.speed's CPU tuning
+UNFUSED = ("loop", "old", "unfused")  # the settings timed without htlib.speed's fused kernels
+BASES = ("old", "untuned", "unfused")  # each row's speed-up is given over these, where they ran before it
 # a row of the table is one measurement of this; a newer one replaces it (htlib.tools.bench.write_table)
 TABLE_KEY = ["device", "cpu", "threads", "channels", "episodes_per_step", "setting"]
 
@@ -75,13 +80,15 @@ def _old_step(trainer, loop: bool = False) -> None:
 
 
 def flops_per_episode(trainer) -> float:
-    """Forward + backward FLOPs of one training episode, counted on the eager fp32 model."""
+    """Forward + backward FLOPs of one training episode, counted on the eager fp32 model with the
+    written-out attention: the fused kernel's backward recomputes the scores, and a FLOP count that
+    grew with the kernel would call a faster step a busier one."""
     from torch.utils.flop_counter import FlopCounterMode
 
     batch = trainer.sampler.sample().to(trainer.device)
     episode = batch.select(slice(0, 1))
     counter = FlopCounterMode(display=False)
-    with counter, trusted_episodes():
+    with counter, trusted_episodes(), speed.without_fast_kernels():
         logits = episode_logits(trainer.model, episode)
         F.cross_entropy(logits.flatten(0, 1), episode.query_labels.flatten()).backward()
     trainer.model.zero_grad(set_to_none=True)
@@ -127,6 +134,8 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
     try:
         if setting in UNTUNED:  # this process is the row's own (spawned), so the switch is its alone
             os.environ[speed.CPU_TUNING_SWITCH] = "0"
+        if setting in UNFUSED:
+            os.environ[speed.FAST_KERNELS_SWITCH] = "0"
         if processes > 1:  # what torchrun would set: htlib.distributed joins the group from it
             os.environ.update(WORLD_SIZE=str(processes), RANK=str(rank), LOCAL_RANK=str(rank),
                               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -180,6 +189,7 @@ def _measure(cfg: TrainConfig, setting: str, steps: int, repeats: int, peak_seco
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "cpu": cpu.cpu_model(), "capability": cpu.capability(), "channels": cfg.channels,
             "cpu_tuning": device.type == "cpu" and speed.cpu_tuning_enabled(),
+            "fast_kernels": speed.fast_kernels_enabled(),
             "threads": torch.get_num_threads() * processes, "processes": processes, "torch": torch.__version__,
         })
     except Exception as exc:  # one failing setting (e.g. out of memory) must not lose the others
@@ -194,8 +204,8 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
     share of the matmul peak, peak memory. `report(row)` is called as each row is measured (default:
     print a line), so that a bench stopped by a time limit keeps the rows it finished.
 
-    At each B the rows run in SETTINGS order, and each row gets its speed-up over `old` and over
-    `untuned` when those ran before it."""
+    At each B the rows run in SETTINGS order, and each row gets its speed-up over each of BASES
+    that ran before it."""
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         from htlib.errors import ConfigError
@@ -221,11 +231,11 @@ def benchmark(cfg: TrainConfig, steps: int = 10, batches: tuple[int, ...] = (16,
                 if proc.is_alive():
                     proc.terminate()
             if "error" not in row:
-                for base_setting in ("old", "untuned"):  # only the bases timed before this row
+                for base_setting in BASES:  # only the bases timed before this row
                     base_rate = base_rates.get(base_setting)
                     row[f"speedup_over_{base_setting}"] = (round(row["episodes_per_second"] / base_rate, 2)
                                                            if base_rate else None)
-                if setting in ("old", "untuned"):
+                if setting in BASES:
                     base_rates[setting] = row["episodes_per_second"]
             rows.append(row)
             (report or (lambda r: print(line(r), flush=True)))(row)
@@ -236,7 +246,7 @@ def line(row: dict) -> str:
     """One row as a line of text."""
     if "error" in row:
         return f"B={row['episodes_per_step']:<5} {row['setting']:<13} failed: {row['error']}"
-    speedup = "".join(f" ({row[f'speedup_over_{base}']:.2f}x {base})" for base in ("old", "untuned")
+    speedup = "".join(f" ({row[f'speedup_over_{base}']:.2f}x {base})" for base in BASES
                       if row.get(f"speedup_over_{base}"))
     return (f"B={row['episodes_per_step']:<5} {row['setting']:<13} {row['episodes_per_second']:>10.1f} episodes/s "
             f"(median {row['episodes_per_second_median']:.1f}, slowest {row['episodes_per_second_slowest']:.1f})"
@@ -244,10 +254,11 @@ def line(row: dict) -> str:
             f"{row['matmul_peak_gflops']:.0f}, {row['peak_memory_mib']:.0f} MiB")
 
 
-def write_table(rows: list[dict], path):
+def write_table(rows: list[dict], path, key: list[str] = TABLE_KEY, order: tuple[str, ...] = SETTINGS):
     """Add the rows, dated, to the CSV at `path` for the README's table (htlib.tools.readme); a row
-    with the same TABLE_KEY (device, CPU, threads, C, B, setting) replaces the older one, so that
-    benches can be run in parts."""
+    with the same `key` (device, CPU, threads, C, B, setting) replaces the older one, so that
+    benches can be run in parts. Rows are sorted by the key, its last column in `order`'s order
+    (the settings; the step parts are kept in the order they were measured when `order` is empty)."""
     from datetime import date
     from pathlib import Path
 
@@ -258,8 +269,9 @@ def write_table(rows: list[dict], path):
     table = pd.DataFrame(rows).assign(date=date.today().isoformat())
     if Path(path).is_file():
         old = pd.read_csv(path)
-        table = pd.concat([old, table]).drop_duplicates(subset=TABLE_KEY, keep="last")
-    order = {name: i for i, name in enumerate(SETTINGS)}
-    table = table.sort_values(TABLE_KEY, key=lambda col: col.map(order) if col.name == "setting" else col)
+        table = pd.concat([old, table]).drop_duplicates(subset=key, keep="last")
+    if order:
+        rank = {name: i for i, name in enumerate(order)}
+        table = table.sort_values(key, key=lambda col: col.map(rank) if col.name == key[-1] else col)
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
     return Path(path)

@@ -21,7 +21,7 @@ from htlib.data.paths import PROJECT_ROOT
 from htlib.data.protocols import PROTOCOLS
 from htlib.schemas import read_result, read_table
 from htlib.summaries import (budget_section, campaign_section, fidelity_section, gpu_section, recipe_section,
-                             semi_section, single_runs_section, speed_section, sweep_section)
+                             semi_section, single_runs_section, speed_section, step_parts_section, sweep_section)
 from htlib.summaries.text import PAPER_NOTES, ProseError
 from htlib.utils import write_text_atomic
 
@@ -43,6 +43,7 @@ class Results:
     semi_other: pd.DataFrame  # the semi-supervised table of the same runs on another device
     gpu_log: str  # the GPU job's log
     bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
+    step_parts: dict[str, pd.DataFrame]  # `python -m htlib bench --parts --out` tables, by file name
     recipe: dict[str, pd.DataFrame]  # the recipe study's tables, by profile (those that exist)
     fidelity: dict[str, pd.DataFrame]  # the fidelity study's tables at PROFILE, by protocol (those that exist)
     campaigns: list[dict]  # htlib.campaign.status of results/runs/campaign
@@ -72,6 +73,7 @@ def load(root: Path | None = None) -> Results:
         semi_other=read_table(root / SEMI_OTHER, "semi"),
         gpu_log=(root / GPU_LOG).read_text(encoding="utf-8"),
         bench={f.name: read_table(f, "bench") for f in sorted(results.glob("bench_*.csv"))},
+        step_parts={f.name: read_table(f, "step_parts") for f in sorted(results.glob("step_parts_*.csv"))},
         recipe={p: read_table(results / f"recipe_{p}_{DATASET}.csv", "recipe") for p in RECIPE_PROFILES
                 if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
         fidelity={p: read_table(results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv", "recipe") for p in PROTOCOLS
@@ -89,7 +91,8 @@ def render(results: Results) -> dict[str, str]:
         "semi": semi_section(results.semi, results.semi_train_seconds, results.semi_other, SEMI_OTHER),
         "gpu": gpu_section(results.gpu_log, GPU_LOG, results.notebooks, _also_on_the_gpu(results)),
         "quick-budget": budget_section(results.single_runs),
-        "speed": speed_section(results.bench),
+        "speed": "\n\n".join(filter(None, [speed_section(results.bench),
+                                              step_parts_section(results.step_parts)])),
         "recipe": recipe_section(results.recipe, DATASET),
         "fidelity": fidelity_section(results.fidelity, PROFILE, DATASET),
         "campaign": campaign_section(results.campaigns),
