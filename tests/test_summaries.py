@@ -183,3 +183,22 @@ def test_fidelity_summary_names_the_sgd_arms_that_stay_at_chance_and_the_part_th
     # chance is 1/N: at 5-way 15% is under twice chance
     assert "chance 20.0%): leave chance: none; stay at it" in fidelity_summary(
         {"paper": pd.DataFrame(learns)}, "quick", ways=5)
+
+
+def test_fidelity_budget_lists_each_protocols_baseline_by_budget_and_steps_on_shared_seeds():
+    from htlib.summaries import fidelity_budget
+
+    def table(episodes, *accuracies, arm="baseline"):
+        return pd.DataFrame([{"arm": arm, "seed": seed, "episodes": episodes, "test_accuracy": acc, "ci95": 0.005}
+                             for seed, acc in enumerate(accuracies)])
+
+    quick = {"paper": table(48000, 0.84, 0.85), "vinyals": table(48000, 0.80)}
+    long = {"paper": table(320000, 0.88)}
+    # given longest first, still listed fewest episodes first; the step compares seed 0 with seed 0
+    text = fidelity_budget({"long": long, "quick": quick})
+    assert text == ("* **Budget on `paper`.** Today's model and recipe (the baseline) score 84.5% at `quick` "
+                    "(48,000 episodes, 2 seeds), then 88.0% at `long` (320,000 episodes, 1 seed; +4.0 ± 0.7 points "
+                    "over `quick` on the seeds both have).")
+    # vinyals has one budget only; a table without a baseline row does not count as a budget
+    assert fidelity_budget({"quick": quick, "long": {"paper": table(320000, 0.9, arm="reference-model")}}) is None
+    assert fidelity_budget({}) is None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from htlib.data.protocols import PROTOCOLS
 from htlib.experiments.recipe import BASELINE, FIDELITY_ARMS, fidelity_table, protocol_gap, recipe_gaps
 from htlib.profiles import get_profile
-from htlib.report import PAPER_REPORTED, seed_mean
+from htlib.report import PAPER_REPORTED, difference, seed_mean
 from htlib.summaries.text import ProseError, devices, gap_text, hardware, listing, one, signed, md_table, wrap
 
 
@@ -94,6 +95,36 @@ def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str, ways: int = 
     return "\n".join(f"* {line}" for line in lines)
 
 
+def fidelity_budget(by_profile: dict[str, dict[str, pd.DataFrame]]) -> str | None:
+    """The budget's share: on each protocol, the baseline at every profile it was trained at
+    (by_profile: profile -> protocol -> its fidelity table), fewest episodes first, as one bullet per
+    protocol; None while no protocol has its baseline at two budgets. Accuracies are means over each
+    budget's seeds, and the step between two budgets compares them on the seeds both share."""
+    lines = []
+    for protocol in PROTOCOLS:
+        bases = []
+        for profile, tables in by_profile.items():
+            table = tables.get(protocol)
+            if table is not None and BASELINE in set(table["arm"]):
+                rows = table[table["arm"] == BASELINE].set_index("seed")
+                bases.append((int(rows["episodes"].max()), profile, rows))
+        if len(bases) < 2:
+            continue
+        bases.sort(key=lambda b: b[0])
+        parts, previous = [], None
+        for episodes, profile, rows in bases:
+            seeds = [] if previous is None else sorted(set(previous[1].index) & set(rows.index))
+            gain = "" if not seeds else difference(seed_mean(rows.loc[seeds]), seed_mean(previous[1].loc[seeds]))
+            n = len(rows)
+            parts.append(f"{100 * rows['test_accuracy'].mean():.1f}% at `{profile}` ({episodes:,} episodes, {n} seed"
+                         f"{'s' if n > 1 else ''}" + (f"; {signed(100 * gain['gap'])} ± {100 * gain['ci95']:.1f} points "
+                                                       f"over `{previous[0]}` on the seeds both have" if gain else "") + ")")
+            previous = (profile, rows)
+        text = ", then ".join(parts)
+        lines.append(f"**Budget on `{protocol}`.** Today's model and recipe (the baseline) score {text}.")
+    return "\n".join(f"* {line}" for line in lines) or None
+
+
 def _sgd_finding(table: pd.DataFrame, protocol: str, ways: int) -> str | None:
     """Which of the fidelity study's plain-SGD arms leave chance, and which part of the reference
     model stalls SGD (from the `sgd+<part>` and `sgd-glorot` arms), or None without SGD runs."""
@@ -145,15 +176,17 @@ def recipe_section(tables: dict[str, pd.DataFrame], dataset: str) -> str:
     return "\n\n".join(parts)
 
 
-def fidelity_section(tables: dict[str, pd.DataFrame], profile: str, dataset: str) -> str:
+def fidelity_section(tables: dict[str, pd.DataFrame], profile: str, dataset: str, budget: str | None = None) -> str:
     """The fidelity study (results/fidelity_<protocol>_quick_omniglot.csv): what the protocol and each
-    of the reference's choices change, from htlib.summaries / htlib.report, and the table."""
+    of the reference's choices change, from htlib.summaries / htlib.report, and the table; `budget`
+    (fidelity_budget's bullets) joins the summary's bullets."""
     if not tables:
         return "No fidelity run committed yet (`python -m htlib recipe --study fidelity --protocol paper`)."
     parts = [wrap(f"`results/fidelity_<protocol>_{profile}_{dataset}.csv` ({listing(f'`{p}`' for p in tables)}): "
                   f"every run at the `{profile}` budget, 20-way 1-shot, C = 8, test accuracy on "
                   f"{get_profile(profile).test_episodes} fixed test episodes of its own protocol."),
-             "\n".join(wrap(line[2:], bullet=True) for line in fidelity_summary(tables, profile).splitlines())]
+             "\n".join(wrap(line[2:], bullet=True) for line in
+                       (fidelity_summary(tables, profile) + ("\n" + budget if budget else "")).splitlines())]
     table = fidelity_table(tables)
     header, rows = ["arm", "change"], []
     for protocol in tables:

@@ -20,14 +20,16 @@ from htlib.campaign import status as campaign_status
 from htlib.data.paths import PROJECT_ROOT
 from htlib.data.protocols import PROTOCOLS
 from htlib.schemas import read_result, read_table
-from htlib.summaries import (budget_section, campaign_section, fidelity_section, gpu_section, recipe_section,
-                             semi_section, single_runs_section, speed_section, step_parts_section, sweep_section)
+from htlib.summaries import (budget_section, campaign_section, fidelity_budget, fidelity_section, gpu_section,
+                             recipe_section, semi_section, single_runs_section, speed_section, step_parts_section,
+                             sweep_section)
 from htlib.summaries.text import PAPER_NOTES, ProseError
 from htlib.utils import write_text_atomic
 
 PROFILE, DATASET = "quick", "omniglot"  # the single runs and the semi-supervised experiment
 SWEEP_PROFILES = ("quick", "long")
 RECIPE_PROFILES = ("quick", "long")  # the study, then its confirmation at a longer budget
+FIDELITY_PROFILES = ("quick", "long")  # every arm, then the best candidates at a longer budget
 GPU_LOG = "results/gpu/gpu_job_h100.log"
 SEMI_OTHER = "results/gpu/semi_quick_omniglot_h100.csv"  # the semi-supervised runs again, on a GPU
 ReadmeError = ProseError  # README.md's markers or a result file not as the sections need them
@@ -45,7 +47,7 @@ class Results:
     bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
     step_parts: dict[str, pd.DataFrame]  # `python -m htlib bench --parts --out` tables, by file name
     recipe: dict[str, pd.DataFrame]  # the recipe study's tables, by profile (those that exist)
-    fidelity: dict[str, pd.DataFrame]  # the fidelity study's tables at PROFILE, by protocol (those that exist)
+    fidelity: dict[str, dict[str, pd.DataFrame]]  # the fidelity study's tables by profile, then protocol (those that exist)
     campaigns: list[dict]  # htlib.campaign.status of results/runs/campaign
     paper_test_tasks: int  # test tasks behind the paper's numbers
     notebooks: list[str]  # the numbers of the project's notebooks, "01", ...
@@ -76,8 +78,9 @@ def load(root: Path | None = None) -> Results:
         step_parts={f.name: read_table(f, "step_parts") for f in sorted(results.glob("step_parts_*.csv"))},
         recipe={p: read_table(results / f"recipe_{p}_{DATASET}.csv", "recipe") for p in RECIPE_PROFILES
                 if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
-        fidelity={p: read_table(results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv", "recipe") for p in PROTOCOLS
-                  if (results / f"fidelity_{p}_{PROFILE}_{DATASET}.csv").is_file()},
+        fidelity={profile: {p: read_table(results / f"fidelity_{p}_{profile}_{DATASET}.csv", "recipe") for p in PROTOCOLS
+                            if (results / f"fidelity_{p}_{profile}_{DATASET}.csv").is_file()}
+                  for profile in FIDELITY_PROFILES},
         campaigns=campaign_status(results / "runs" / "campaign"),
         paper_test_tasks=int(tasks.group(1)),
         notebooks=sorted(p.name[:2] for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb")))
@@ -94,9 +97,18 @@ def render(results: Results) -> dict[str, str]:
         "speed": "\n\n".join(filter(None, [speed_section(results.bench),
                                               step_parts_section(results.step_parts)])),
         "recipe": recipe_section(results.recipe, DATASET),
-        "fidelity": fidelity_section(results.fidelity, PROFILE, DATASET),
+        "fidelity": _fidelity(results.fidelity),
         "campaign": campaign_section(results.campaigns),
     }
+
+
+def _fidelity(by_profile: dict[str, dict[str, pd.DataFrame]]) -> str:
+    """One fidelity section per profile with runs; the budget's share under the longest."""
+    shown = [profile for profile, tables in by_profile.items() if tables]
+    if not shown:
+        return fidelity_section({}, PROFILE, DATASET)
+    budget = fidelity_budget(by_profile)
+    return "\n\n".join(fidelity_section(by_profile[p], p, DATASET, budget if p == shown[-1] else None) for p in shown)
 
 
 def _also_on_the_gpu(results: Results) -> list[str]:
