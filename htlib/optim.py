@@ -12,6 +12,7 @@ orders of magnitude fewer steps. The reference's choices stay reachable (`optimi
 from __future__ import annotations
 
 import contextlib
+import warnings
 import math
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 import htlib.speed as speed
+from htlib.cpu import cpu_model, native_bf16
 
 OPTIMIZERS = ("adamw", "sgd")  # "sgd": plain SGD, no momentum, as the reference (docs/paper.md, section 2)
 # The learning rate after the linear warm-up: "cosine" decays to 5% of lr by the last step (this
@@ -89,3 +91,12 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def warn_if_slow_precision(precision: str, device: torch.device) -> None:
+    """bf16 on a CPU without bf16 hardware is emulated, and the run takes several times as long as
+    fp32: say so once, before training, rather than let a user find out hours later."""
+    if precision == "bf16" and device.type == "cpu" and not native_bf16():
+        warnings.warn(f"--precision bf16 on {cpu_model()}, which has no bf16 hardware (neither avx512_bf16 nor "
+                      "amx_bf16 in /proc/cpuinfo): each step will be several times slower than in fp32. Use "
+                      "--precision fp32 (the default) on this CPU.", RuntimeWarning, stacklevel=2)

@@ -154,6 +154,7 @@ class Trainer:
             self.step_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.step_model = speed.compile_model(self.step_model, self.device)
+        optim.warn_if_slow_precision(cfg.precision, self.device)
         self.optimizer = optim.make_optimizer(cfg, self.model.parameters(), self.device)
         self.scheduler = optim.make_scheduler(self.optimizer, cfg)
         self.step = 0

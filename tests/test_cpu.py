@@ -27,3 +27,30 @@ def test_the_printed_variables_really_lower_torchs_capability(capsys):
     out = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == assignments["ATEN_CPU_CAPABILITY"].upper()
+
+
+def test_native_bf16_reads_the_cpu_flags():
+    from htlib.cpu import native_bf16
+
+    assert native_bf16({"avx2", "avx512f", "avx512_bf16"}) and native_bf16({"amx_bf16", "amx_tile"})
+    assert not native_bf16({"avx2", "fma", "avx512f"}) and not native_bf16(set())
+
+
+def test_bf16_on_a_cpu_without_bf16_hardware_warns_before_training(monkeypatch):
+    import warnings
+
+    import pytest
+    import torch
+
+    from htlib import optim
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(optim, "native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no bf16 hardware.*--precision fp32"):
+        optim.warn_if_slow_precision("bf16", cpu)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optim.warn_if_slow_precision("fp32", cpu)  # the default never warns
+        optim.warn_if_slow_precision("bf16", cuda)  # a GPU's bf16 is its own matter
+        monkeypatch.setattr(optim, "native_bf16", lambda: True)
+        optim.warn_if_slow_precision("bf16", cpu)

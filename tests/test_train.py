@@ -317,3 +317,11 @@ def test_the_shift_augmentation_reaches_training_episodes_only():
     assert shifted.sampler.augment_shift == 2
     assert not torch.equal(plain.sampler.sample().query, shifted.sampler.sample().query)
     assert shifted.validate() == plain.validate()  # same weights, same unshifted validation episodes
+
+
+def test_the_trainer_warns_before_training_when_bf16_would_be_emulated(monkeypatch):
+    from htlib import optim
+
+    monkeypatch.setattr(optim, "native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no bf16 hardware"):
+        Trainer(tiny(precision="bf16", device="cpu"), None)

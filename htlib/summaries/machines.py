@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from htlib.summaries.text import ProseError, hardware, listing, on, one, md_table, wrap
+from htlib.summaries.text import ProseError, count, hardware, listing, on, one, md_table, wrap
 from htlib.tools.bench import BASES
 
 
@@ -72,7 +72,7 @@ def speed_section(tables: dict[str, pd.DataFrame]) -> str:
             where = f"{one(ok.cpu, 'CPU model')} ({one(ok.capability, 'CPU capability')})"
         days = sorted(pd.unique(t.date))
         parts.append(wrap(
-            f"`results/{name}`: `python -m htlib bench` on {where}, {one(ok.threads, 'thread count')} threads, "
+            f"`results/{name}`: `python -m htlib bench` on {where}, {count(one(ok.threads, 'thread count'), 'thread')}, "
             f"torch {one(ok.torch, 'torch version')}, {' to '.join(dict.fromkeys([days[0], days[-1]]))}. The "
             f"reference task (20-way 1-shot, 60 queries, all layers generated) at the C of each row. Each row: "
             f"{one(ok.repeats, 'repeats')} blocks of timed steps in one process; episodes/s of the fastest block "
@@ -131,7 +131,7 @@ def step_parts_section(tables: dict[str, pd.DataFrame]) -> str:
             covered = pieces.ms.sum() / step_ms
             parts.append(wrap(
                 f"`results/{name}`: `python -m htlib bench --parts` on {cpu} ({one(m.capability, 'CPU capability')}), "
-                f"{threads} thread(s), torch {one(m.torch, 'torch version')}, {one(m.date, 'date')}: one training "
+                f"{count(threads, 'thread')}, torch {one(m.torch, 'torch version')}, {one(m.date, 'date')}: one training "
                 f"step of the task above at C = {channels}, B = {batch}, "
                 f"{'with' if one(m.fast_kernels, 'fast kernels') else 'without'} the fused kernels, and each of its "
                 f"parts alone, forward and backward (htlib.tools.step_parts); the fastest of "

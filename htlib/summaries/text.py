@@ -37,6 +37,11 @@ def change_text(row) -> str:
     return f"loses {-100 * row.gap:.1f} ± {100 * row.ci95:.1f} points"
 
 
+def count(n: int, noun: str) -> str:
+    """'1 thread', '2 threads': a number with its noun, plural when it is not one."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def one(values: pd.Series, what: str):
     """The one value a column holds: the README states one budget, one seed, ... per table."""
     unique = sorted(pd.unique(values))
