@@ -60,9 +60,9 @@ def make_optimizer(cfg, params, device: torch.device) -> torch.optim.Optimizer:
 
 def kernels(optimizer: str, device: torch.device) -> dict[str, bool | None]:
     """How the optimizer runs: AdamW fused (one kernel for all parameters; on the CPU several times
-    faster than the multi-tensor kernels: `python -m htlib bench --settings unfused new`), except on the CPU with
-    HTLIB_FAST_KERNELS=0 (the multi-tensor kernels of before); SGD multi-tensor, bit for bit the
-    per-parameter loop (the reference arms)."""
+    faster than the multi-tensor kernels: `python -m htlib bench --settings unfused new`), except on
+    the CPU with HTLIB_FAST_KERNELS=0 (the multi-tensor kernels of before); SGD multi-tensor, bit for
+    bit the per-parameter loop (the reference arms)."""
     fused = optimizer == "adamw" and (device.type == "cuda" or speed.fast_kernels_enabled())
     return {"fused": True, "foreach": None} if fused else {"fused": None, "foreach": True}
 

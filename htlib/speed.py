@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import os
 import platform
+from unittest import mock
 
 import torch
 from torch import nn
@@ -64,15 +65,8 @@ def fast_kernels_enabled() -> bool:
 @contextlib.contextmanager
 def without_fast_kernels():
     """The switch off for a block of this process (the bench's FLOP count), then as it was."""
-    before = os.environ.get(FAST_KERNELS_SWITCH)
-    os.environ[FAST_KERNELS_SWITCH] = "0"
-    try:
+    with mock.patch.dict(os.environ, {FAST_KERNELS_SWITCH: "0"}):
         yield
-    finally:
-        if before is None:
-            del os.environ[FAST_KERNELS_SWITCH]
-        else:
-            os.environ[FAST_KERNELS_SWITCH] = before
 
 
 CPU_TUNING_SWITCH = "HTLIB_CPU_TUNING"  # "0": glibc's allocator defaults, the step as before the tuning
