@@ -103,7 +103,7 @@ def test_the_step_parts_table_gives_each_part_its_share_of_the_step():
     table = pd.DataFrame([row("step", 200.0), row("queries through the generated CNN", 50.0),
                           row("transformer conv0", 30.0), row("step", 400.0, 32), row("transformer conv0", 100.0, 32)])
     text = _flat(step_parts_section({"step_parts_cpu.csv": table}))
-    assert text.count("`python -m htlib bench --parts` on Some CPU (AVX2), 1 thread(s)") == 2  # one table per C
+    assert text.count("`python -m htlib bench --parts` on Some CPU (AVX2), 1 thread,") == 2  # one table per C
     assert "C = 8, B = 16, with the fused kernels" in text and "The parts add up to 40% of the step." in text
     assert "| queries through the generated CNN | 50.0 | 51.0 | 25% |" in text
     assert "| transformer conv0 | 100.0 | 101.0 | 25% |" in text and "add up to 25% of the step" in text
@@ -181,3 +181,13 @@ def test_the_gpu_section_reads_the_log_without_the_locale_and_states_no_history_
     assert "ran there too" not in _flat(gpu_section(log, "job.log", ["01"], []))
     with pytest.raises(ReadmeError, match="job.log: the date's month 'Okt' is not one of"):  # a German `date`
         gpu_section(log.replace("Nov", "Okt"), "job.log", ["01"], [])
+
+
+def test_a_notebook_shows_the_readmes_own_section():
+    from htlib import readme_section
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = markers("semi")
+    assert readme_section("semi").strip() == readme.split(start)[1].split(end)[0].strip()
+    with pytest.raises(ReadmeError, match="no result section 'semis'.*'semi'"):
+        readme_section("semis")

@@ -10,7 +10,6 @@ import pytest
 
 from htlib.plots import sweep_accuracy
 from htlib.report import accuracy_grid, gaps, paper_reference, unlabelled_gains, wall_time
-from htlib.summaries import semi_verdicts, verdicts
 
 
 def _table(rows):
@@ -27,9 +26,6 @@ def test_gap_is_better_only_when_its_ci_excludes_zero():
     assert g.loc[(4, "ht-logits"), "ci95"] == pytest.approx(0.01 * 2 ** 0.5)
     assert g.loc[(4, "protonet"), "verdict"] == "no clear difference"
     assert g.loc[(64, "ht-logits"), "verdict"] == "worse"
-    text = verdicts(table)
-    assert any("ht-logits" in line and "+10.0" in line and "falls" in line for line in text)
-    assert any("protonet" in line and "does not change beyond the noise" in line for line in text)
 
 
 def test_seeds_are_averaged_with_a_narrower_ci():
@@ -63,9 +59,6 @@ def test_semi_verdicts_separate_gain_arm_effect_and_distractors():
     g = unlabelled_gains(table).set_index(["train_unlabelled", "test_unlabelled"])
     assert g.loc[(5, 5), "verdict"] == "better" and g.loc[(0, 5), "verdict"] == "worse"
     assert g.loc[(5, 5), "gap"] == pytest.approx(0.05)
-    text = " | ".join(semi_verdicts(table))
-    assert "trained with U = 5 minus the control is +15.0" in text
-    assert "5 distractor classes at U_test = 5 change accuracy by -1.0" in text and "(no clear difference)" in text
 
 
 def test_semi_plot_draws_one_panel_per_method():

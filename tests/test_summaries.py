@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from htlib.summaries import device_agreement, semi_summary, single_run_summary, sweep_summary
+from htlib.summaries import device_agreement, semi_findings, single_run_summary, sweep_findings
 
 
 def _cell(method, channels, acc, ci=0.01, shots=1):
@@ -13,16 +13,16 @@ def _cell(method, channels, acc, ci=0.01, shots=1):
             "steps": 100, "episodes_seen": 400, "wall_seconds": 60.0, "device": "cpu", "test_episodes": 600}
 
 
-def test_sweep_summary_states_budget_and_the_computed_gaps():
+def test_sweep_findings_follow_the_gaps_in_both_directions():
     table = pd.DataFrame([_cell("ht-all", 4, 0.50), _cell("protonet", 4, 0.40),
-                          _cell("ht-all", 32, 0.60), _cell("protonet", 32, 0.80)])
-    text = sweep_summary(table, "long", grid_cells=48)
-    assert "100 steps × 4 episodes = 400 training episodes per cell; 4 of 48 cells finished, 4 min" in text
-    assert "at the smallest C = 4 the gap is +10.0 ± 1.4 points (better)" in text
-    assert "at the largest C = 32 it is -20.0 ± 1.4 (worse)" in text
-    changed = table.assign(test_accuracy=[0.30, 0.40, 0.60, 0.80])
-    assert "C = 4 the gap is -10.0 ± 1.4 points (worse)" in sweep_summary(changed, "long", 48)
-    assert "no committed sweep" in sweep_summary(pd.DataFrame(), "long", 48)
+                          _cell("ht-all", 32, 0.60), _cell("protonet", 32, 0.80)]).assign(ways=20, dataset="omniglot")
+    text = sweep_findings(table, "long")
+    assert "`long` (CPU, 400 training episodes per cell; chance is 5%)" in text
+    assert "At C = 4 generating all layers beats ProtoNet by +10.0 ± 1.4 points (1-shot)" in text
+    assert "ahead at C = 4 (+10.0) and behind at C = 32" in text
+    changed = sweep_findings(table.assign(test_accuracy=[0.30, 0.40, 0.60, 0.80]), "long")
+    assert "trails ProtoNet by −10.0 ± 1.4 points (1-shot)" in changed and "behind at every C" in changed
+    assert "speed of learning" in sweep_findings(table, "quick", least_training=True)
 
 
 def _semi_row(method, arm, u, acc, distractors=0):
@@ -31,20 +31,22 @@ def _semi_row(method, arm, u, acc, distractors=0):
             "seed": 0, "base_episodes": 48000, "episodes_seen": 50400, "test_episodes": 600, "device": "cpu"}
 
 
-def test_semi_summary_and_the_device_check():
-    table = pd.DataFrame([_semi_row("ht-all", a, u, acc) for a, u, acc in
-                          [(0, 0, 0.80), (0, 5, 0.70), (5, 0, 0.80), (5, 5, 0.85)]])
-    text = semi_summary(table)
-    assert "continues its base (48,000 training episodes) for 2,400 more; 600 test episodes" in text
-    assert "ht-all (trained with U = 5): the best change against U_test = 0 is +5.0 ± 0.7 points" in text
-    assert "arm trained with U = 5 minus the control is +15.0 ± 0.7 points (better)" in text
-    other = table.assign(test_accuracy=[0.80, 0.70, 0.80, 0.80], device="gpu")
-    both = device_agreement(table, other)
+def test_semi_findings_and_the_device_check():
+    rows = [_semi_row("ht-all", a, u, acc) for a, u, acc in [(0, 0, 0.80), (0, 5, 0.70), (5, 0, 0.80), (5, 5, 0.85)]]
+    rows += [_semi_row("protonet-softkmeans", 0, u, acc) for u, acc in [(0, 0.70), (5, 0.75)]]
+    rows.append(_semi_row("protonet-softkmeans", 0, 5, 0.72, distractors=5))
+    table = pd.DataFrame(rows).assign(profile="quick")
+    text = " | ".join(semi_findings(table))
+    assert "its best change against U = 0 is +5.0 ± 0.7 points, at U = 5" in text
+    assert "the untrained \"unlabelled\" embedding hurts: −10.0 ± 0.7 points" in text
+    assert "gains +5.0 ± 0.7 points from U = 0 to U = 5 without ever being trained on unlabelled samples" in text
+    assert "loses 3.0 ± 0.7 points with 5 distractor classes (at U = 5)" in text
+    ht = table[table.method == "ht-all"]
+    other = ht.assign(test_accuracy=[0.80, 0.70, 0.80, 0.80], device="NVIDIA H100 80GB HBM3")
+    both = device_agreement(ht, other)
     assert both["within CI"].tolist() == [True, True, True, False]
-    assert "on gpu: 3 of 4 conditions agree" in semi_summary(table, other)
-    shares = pd.DataFrame([{"model": "trained with U = 5", "tokens": "labelled, own class",
-                            "attention share": 0.7, "uniform": 0.05}])
-    assert "labelled, own class: 70.0% (uniform 5.0%)" in semi_summary(table, None, shares)
+    assert "agrees with the CPU numbers within the combined CIs in 3 of 4 conditions" in " ".join(
+        semi_findings(ht, other, "results/gpu/x.csv"))
 
 
 def test_single_run_summary_reads_accuracy_curve_attention_and_kernels():

@@ -11,11 +11,11 @@ from htlib.summaries.machines import gpu_section, speed_section, step_parts_sect
 from htlib.summaries.recipe import (confirmation_summary, fidelity_budget, fidelity_section, fidelity_summary,
                                     recipe_section, recipe_summary)
 from htlib.summaries.runs import budget_section, single_run_summary, single_runs_section
-from htlib.summaries.semi import KEYS_SEMI, device_agreement, semi_section, semi_summary, semi_verdicts
-from htlib.summaries.sweep import sweep_section, sweep_summary, verdicts
+from htlib.summaries.semi import KEYS_SEMI, device_agreement, semi_findings, semi_section
+from htlib.summaries.sweep import sweep_findings, sweep_section
 from htlib.summaries.text import ProseError
 
 __all__ = ["KEYS_SEMI", "ProseError", "budget_section", "campaign_section", "campaign_summary", "confirmation_summary",
            "device_agreement", "fidelity_budget", "fidelity_section", "fidelity_summary", "gpu_section", "recipe_section",
-           "recipe_summary", "semi_section", "semi_summary", "single_run_summary", "single_runs_section",
-           "semi_verdicts", "speed_section", "step_parts_section", "sweep_section", "sweep_summary", "verdicts"]
+           "recipe_summary", "semi_findings", "semi_section", "single_run_summary", "single_runs_section",
+           "speed_section", "step_parts_section", "sweep_findings", "sweep_section"]

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 
 from htlib.methods import method_label
-from htlib.report import difference, findings, unlabelled_gains
-from htlib.summaries.text import change_text, dataset_name, devices, gap_text, hardware, method_order, on, one, md_table, wrap
+from htlib.report import findings, unlabelled_gains
+from htlib.summaries.text import change_text, dataset_name, gap_text, hardware, method_order, on, one, md_table, wrap
 
 
 KEYS_SEMI = ["method", "train_unlabelled", "test_unlabelled", "test_distractors"]
@@ -22,70 +22,6 @@ def device_agreement(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     both["difference (points)"] = (100 * (both.test_accuracy - both.test_accuracy_other)).round(2)
     both["within CI"] = both["difference (points)"].abs() <= 100 * (both.ci95 ** 2 + both.ci95_other ** 2) ** 0.5
     return both
-
-
-def semi_verdicts(table: pd.DataFrame) -> list[str]:
-    """Plain sentences: does each method gain from unlabelled samples, and does training with them
-    (against the control arm trained as long without) matter?"""
-    gains = unlabelled_gains(table)
-    rows = table.set_index(["method", "train_unlabelled", "test_unlabelled", "test_distractors"])
-    lines = []
-    for method in sorted(table["method"].unique()):
-        arms = sorted(table.loc[table["method"] == method, "train_unlabelled"].unique())
-        for arm in arms:
-            g = gains[(gains["method"] == method) & (gains["train_unlabelled"] == arm)]
-            if g.empty:
-                continue
-            best = g.loc[g["gap"].idxmax()]
-            name = "trained with" if arm else "control, trained with"
-            lines.append(f"{method} ({name} U = {arm}): the best change against U_test = 0 is "
-                         f"{100 * best.gap:+.1f} ± {100 * best.ci95:.1f} points at U_test = {best.test_unlabelled} "
-                         f"({best.verdict}); at U_test = {g.test_unlabelled.max()} it is "
-                         f"{100 * g.iloc[-1].gap:+.1f} ± {100 * g.iloc[-1].ci95:.1f}.")
-        if len(arms) == 2 and arms[0] == 0:
-            u = arms[1]
-            key_u, key_0 = (method, u, u, 0), (method, 0, u, 0)
-            if key_u in rows.index and key_0 in rows.index:
-                d = difference(rows.loc[key_u], rows.loc[key_0])
-                lines.append(f"{method}: at U_test = {u}, the arm trained with U = {u} minus the control is "
-                             f"{100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points ({d['verdict']}).")
-            with_d = rows[(rows.index.get_level_values("method") == method)
-                          & (rows.index.get_level_values("test_distractors") > 0)]
-            for (m, arm, uu, dd), row in with_d.iterrows():
-                if (m, arm, uu, 0) in rows.index:
-                    d = difference(row, rows.loc[(m, arm, uu, 0)])
-                    lines.append(f"{method} (trained with U = {arm}): {dd} distractor classes at U_test = {uu} "
-                                 f"change accuracy by {100 * d['gap']:+.1f} ± {100 * d['ci95']:.1f} points "
-                                 f"({d['verdict']}).")
-    return lines
-
-
-def semi_summary(table: pd.DataFrame, other_device: pd.DataFrame | None = None,
-                 attention: pd.DataFrame | None = None) -> str:
-    """The setting, computed verdicts, attention shares and cross-device check of the semi experiment.
-
-    attention: rows (model, tokens, attention share, uniform) as notebook 04 measures them.
-    """
-    if table.empty:
-        return "No committed semi-supervised table."
-    arm_episodes = (table["episodes_seen"] - table["base_episodes"]).unique()
-    arms = table.groupby(["method", "train_unlabelled"]).ngroups
-    head = (f"Setting: {table['ways'].iloc[0]}-way {table['shots'].iloc[0]}-shot {table['dataset'].iloc[0]}, "
-            f"C = {table['channels'].iloc[0]}, seed {table['seed'].iloc[0]}. Each arm continues its base "
-            f"({int(table['base_episodes'].max()):,} training episodes) for "
-            f"{', '.join(f'{int(e):,}' for e in arm_episodes)} more; {int(table['test_episodes'].min())} test "
-            f"episodes per condition. {arms} arms and {len(table)} tests on {devices(table)}.")
-    lines = [head, ""] + [f"* {line}" for line in semi_verdicts(table)]
-    if attention is not None and not attention.empty:
-        trained = attention[attention["model"] == attention["model"].iloc[-1]]
-        shares = "; ".join(f"{r['tokens']}: {r['attention share']:.1%} (uniform {r['uniform']:.1%})"
-                           for _, r in trained.iterrows())
-        lines.append(f"* Attention of the logits placeholders, {trained['model'].iloc[0]}: {shares}.")
-    if other_device is not None and not other_device.empty:
-        both = device_agreement(table, other_device)
-        lines.append(f"* The same experiment on {devices(other_device)}: {int(both['within CI'].sum())} of "
-                     f"{len(both)} conditions agree within their combined 95% CI.")
-    return "\n".join(lines)
 
 
 def semi_section(table: pd.DataFrame, train_seconds: dict[tuple[str, int], float],
@@ -119,12 +55,17 @@ def semi_section(table: pd.DataFrame, train_seconds: dict[tuple[str, int], float
             rows.append([method_label(method, short=True), f"U = {arm}" if arm else "U = 0 (control)"]
                         + [f"{100 * cells.loc[k].test_accuracy:.1f} ± {100 * cells.loc[k].ci95:.1f}"
                            if k in cells.index else "" for k in keys])
-    lines += md_table(header, rows) + [""] + [wrap(b, bullet=True) for b in _semi_bullets(table, trained_u, other, other_path)]
+    lines += md_table(header, rows) + [""] + [wrap(b, bullet=True) for b in semi_findings(table, other, other_path)]
     return "\n".join(lines)
 
 
-def _semi_bullets(table: pd.DataFrame, trained_u: int, other: pd.DataFrame | None, other_path: str) -> list[str]:
+def semi_findings(table: pd.DataFrame, other: pd.DataFrame | None = None, other_path: str = "") -> list[str]:
+    """What a semi-supervised table says, one paragraph per point: whether the HT gains from
+    unlabelled samples (the paper's claim 2) and what they do to it untrained, what they and the
+    distractor classes change for each other method, and whether `other` (the same runs on another
+    device, read from `other_path`) agrees. README's section and notebook 04 both print these."""
     ways, shots, profile = one(table.ways, "ways"), one(table.shots, "shots"), one(table.profile, "profile")
+    trained_u = one(table.train_unlabelled[table.train_unlabelled > 0], "U in training")
     status = findings({}, table, None, None, profile, ways).set_index("finding").loc[2, "status"]
     gains = unlabelled_gains(table)
     top_u = gains.test_unlabelled.max()

@@ -3,15 +3,14 @@ paper's first finding."""
 
 from __future__ import annotations
 
-import math
 import re
 
 import pandas as pd
 
 from htlib.methods import method_label
 from htlib.report import FINDING1_BASELINES, PAPER_EPISODES, PAPER_REPORTED, accuracy_grid, findings, gaps
-from htlib.summaries.text import (PAPER_NOTES, VERB, dataset_name, devices, gap_text, hardware, listing, method_order,
-                                  on, one, paper_name, rows_budget, signed, md_table, wrap)
+from htlib.summaries.text import (PAPER_NOTES, VERB, dataset_name, gap_text, hardware, listing, method_order, on, one,
+                                  paper_name, signed, md_table, wrap)
 
 
 # The sweep table's method column, where it says more than the method's name.
@@ -22,40 +21,6 @@ SWEEP_NAMES = {"maml": "maml (2nd order, 5 steps)"}
 CLAIM = {"reproduced": "the paper's claim holds at small C and fades with size",
          "partly": "the paper's claim holds only in part",
          "not reproduced": "the paper's claim is **not** reproduced"}
-
-
-def verdicts(table: pd.DataFrame, method: str = "ht-all", others: tuple[str, ...] | None = None) -> list[str]:
-    """Plain sentences on the two parts of the claim, for each shot count in the table."""
-    g = gaps(table, method, others)
-    lines = []
-    for (shots, other), rows in g.groupby(["shots", "versus"]):
-        rows = rows.sort_values("channels")
-        small, large = rows.iloc[0], rows.iloc[-1]
-        lines.append(
-            f"{shots}-shot, {method} vs {other}: at the smallest C = {small.channels} the gap is "
-            f"{100 * small.gap:+.1f} ± {100 * small.ci95:.1f} points ({small.verdict})"
-            + ("" if len(rows) == 1 else
-               f"; at the largest C = {large.channels} it is {100 * large.gap:+.1f} ± {100 * large.ci95:.1f} "
-               f"({large.verdict}); from the smallest to the largest C the gap "
-               f"{_trend(small.gap, large.gap, small.ci95, large.ci95)}."))
-    return lines
-
-
-def _trend(first: float, last: float, ci_first: float, ci_last: float) -> str:
-    if abs(first - last) <= math.hypot(ci_first, ci_last):
-        return "does not change beyond the noise"
-    return "falls" if last < first else "rises"
-
-
-def sweep_summary(table: pd.DataFrame, profile: str, grid_cells: int) -> str:
-    """The budget, completeness and computed verdicts of one committed sweep."""
-    if table.empty:
-        return f"**`{profile}`**: no committed sweep table."
-    others = tuple(m for m in FINDING1_BASELINES if m in set(table["method"]))
-    head = (f"**`{profile}`, on {devices(table)}**: {rows_budget(table)} per cell; {len(table)} of {grid_cells} "
-            f"cells finished, {table['wall_seconds'].sum() / 60:.0f} min of cell time; "
-            f"{int(table['test_episodes'].min())} test episodes per cell.")
-    return "\n".join([head, ""] + [f"* {line}" for line in verdicts(table, "ht-all", others)])
 
 
 def sweep_section(sweeps: dict[str, pd.DataFrame], gpu_log: str = "") -> str:
@@ -80,7 +45,7 @@ def sweep_section(sweeps: dict[str, pd.DataFrame], gpu_log: str = "") -> str:
     lines = [wrap(" ".join(head))]
     lines += [""] + _sweep_table(sweeps, channels, top) + [""]
     by_training = sorted(sweeps, key=lambda p: -sweeps[p].episodes_seen.max())  # the most trained first
-    lines += [wrap(_sweep_bullet(p, sweeps[p], p == by_training[-1] and len(sweeps) > 1), bullet=True)
+    lines += [wrap(sweep_findings(sweeps[p], p, p == by_training[-1] and len(sweeps) > 1), bullet=True)
               for p in by_training]
     lines.append(wrap(_paper_scale(every), bullet=True))
     return "\n".join(lines)
@@ -119,8 +84,10 @@ def _sweep_table(sweeps: dict[str, pd.DataFrame], channels: list[int], top: str)
     return md_table(["shots", "method", *(f"C={c}" for c in channels)], rows)
 
 
-def _sweep_bullet(profile: str, t: pd.DataFrame, least_training: bool) -> str:
-    """What one sweep says about the paper's claim, from htlib.report's gaps and finding 1."""
+def sweep_findings(t: pd.DataFrame, profile: str, least_training: bool = False) -> str:
+    """What one sweep says about the paper's claim (1), from htlib.report's gaps and finding 1:
+    the claim's status, the gaps at the smallest C, and where across C generating all layers is
+    ahead of or behind each baseline. README's section and notebook 03 both print it."""
     others = tuple(m for m in FINDING1_BASELINES if m in set(t.method))
     g = gaps(t, "ht-all", others)
     ways = one(t.ways, "ways")

@@ -98,15 +98,6 @@ def devices(table: pd.DataFrame) -> str:
     return ", ".join(sorted(table["device"].astype(str).unique()))
 
 
-def rows_budget(table: pd.DataFrame) -> str:
-    """'300 steps × 4 episodes = 1,200 training episodes' when every row shares one budget."""
-    steps, seen = table["steps"].unique(), table["episodes_seen"].unique()
-    if len(steps) == 1 and len(seen) == 1 and steps[0]:
-        per_step = int(seen[0]) // int(steps[0])
-        return f"{int(steps[0]):,} steps × {per_step} episodes = {int(seen[0]):,} training episodes"
-    return f"{int(seen.min()):,}-{int(seen.max()):,} training episodes"
-
-
 def run_task(r: dict) -> str:
     return (f"{dataset_name(r['dataset'])} {r['ways']}-way {r['shots']}-shot, C={r['channels']}, seed {r['seed']}")
 
