@@ -10,6 +10,7 @@ to do, before anything is computed or rewritten from it. One schema per kind of 
 - `recipe`: results/recipe_*.csv and results/fidelity_*.csv, one row per (arm, seed);
 - `bench`: results/bench_*.csv, one row per measurement (htlib.tools.bench.TABLE_KEY);
 - `step_parts`: results/step_parts_*.csv, one row per part of a step (htlib.tools.step_parts.TABLE_KEY);
+- `grading`: results/grading_*.csv, one row per student and notebook graded (htlib.course.sample_class);
 - `metrics`: a run's metrics.csv, one row per log point (validation accuracy where validated);
 - `segments`, `tests`: a campaign's segments.csv and tests.csv (htlib.campaign);
 - `result`: a run's result.json; `config`: a run's config.json (a TrainConfig's fields).
@@ -59,6 +60,12 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
                                               ms_median=(float, _not_negative), threads=(int, _positive),
                                               episodes_per_step=(int, _positive), date=(str, None)),
                                      unique=["device", "cpu", "threads", "channels", "episodes_per_step", "part"]),
+    "grading": pa.DataFrameSchema(_columns(student=(str, None), notebook=(str, None), seconds=(float, _not_negative),
+                                           kind=(str, None), points=(float, _not_negative),
+                                           students=(int, _positive), timeout=(float, _positive),
+                                           wall_seconds=(float, _not_negative), cpu=(str, None),
+                                           threads=(int, _positive), date=(str, None)),
+                                  unique=["student", "notebook"]),
     "segments": pa.DataFrameSchema(_columns(from_step=(int, _not_negative), to_step=(int, _not_negative),
                                             episodes=(int, _not_negative), wall_seconds=(float, _not_negative),
                                             cpu=(str, None)), unique=["from_step"]),

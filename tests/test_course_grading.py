@@ -17,7 +17,6 @@ from htlib.course import EXERCISES
 from htlib.course.core import CourseError
 from htlib.course.release import (
     STUDENT_DIR,
-    check_cell_id,
     nbgrader_meta,
     teacher_notebooks,
 )
@@ -26,42 +25,9 @@ if not os.environ.get("CI"):  # CI installs the course extra (make test): there 
     pytest.importorskip("nbgrader", reason="the course extra: pip install -e .[course]")
 
 from htlib.course.grade import COLUMNS, grade_folder
+from htlib.course.sample_class import PLANTED, plant_partial
 
-# The planted partial submission: some answers right, some with a typical mistake, one left as the
-# stub, notebooks 02 and 05 not handed in. Each entry: the source of the solution cell (None: the
-# teacher's) and the points it must get.
-PLANTED = {
-    "choose_classes": (None, 2),
-    "split_episode": ('''
-def split_episode(picked, shots):
-    n, m = picked.shape[:2]
-    return (picked[:, :shots].reshape(n * shots, *picked.shape[2:]), torch.arange(n).repeat(shots),
-            picked[:, shots:].reshape(n * (m - shots), *picked.shape[2:]), torch.arange(n).repeat(m - shots))
-''', 0),
-    "weights_written": (None, 2),
-    "gap_ci": ("stub", 0),
-    "label_embeddings": ('''
-def label_embeddings(embedding, labels):
-    return embedding(labels)
-''', 0),
-    "soft_kmeans_step": (None, 3),
-}
-PLANTED_NOTEBOOKS = ("01", "03", "04")
 EXPECTED_PARTIAL = sum(points for _, points in PLANTED.values())
-
-
-def _plant(folder: Path) -> None:
-    teachers = teacher_notebooks()
-    for prefix in PLANTED_NOTEBOOKS:
-        nb = nbformat.read(STUDENT_DIR / teachers[prefix].name, as_version=4)
-        answers = {nbgrader_meta(c).get("grade_id"): c for c in nbformat.read(teachers[prefix], as_version=4).cells}
-        for cell in nb.cells:
-            key = nbgrader_meta(cell).get("grade_id")
-            if key in PLANTED and PLANTED[key][0] != "stub":
-                cell.source = PLANTED[key][0] or answers[key].source
-            if key == check_cell_id("gap_ci"):  # tampering with a check: the grader runs the released one
-                cell.source = "2.0"
-        nbformat.write(nb, str(folder / teachers[prefix].name))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +39,7 @@ def graded(tmp_path_factory, omniglot_data_dir):
     for path in teacher_notebooks().values():
         shutil.copy(path, root / "teacher" / path.name)
         shutil.copy(STUDENT_DIR / path.name, root / "stubs" / path.name)
-    _plant(root / "partial")
+    plant_partial(root / "partial")
     out = tmp_path_factory.mktemp("graded")
     table = grade_folder(root, out, profile="ci", dataset="omniglot", data_dir=str(omniglot_data_dir))
     return table, out
@@ -168,6 +134,10 @@ def test_a_broken_submission_gets_a_clear_row_and_the_grader_goes_on(tmp_path):
     assert row["g_missing", "status"] == "missing"
     assert "found 05_results_vs_paper (1).ipynb: rename it 05_results_vs_paper.ipynb" in row["g_missing", "message"]
     assert (table.max_points == 2).all()
+    # seconds per notebook graded, in timings.csv: the loop costs its limit, the others far less
+    timings = pd.read_csv(tmp_path / "out" / "timings.csv").set_index("student")
+    assert list(timings.index) == list(table.index) and (timings.notebook == 5).all()
+    assert timings.loc["c_loops", "seconds"] >= 30 > timings.loc["a_fine", "seconds"]
 
 
 def test_a_folder_that_is_not_there_or_empty_says_what_is_expected(tmp_path, capsys):
@@ -278,3 +248,21 @@ def test_cheats_that_pass_in_the_kernel_score_0_outside_it(tmp_path):
         assert (table.loc[cheat, "points"], table.loc[cheat, "status"]) == (0, "wrong"), cheat
         assert "passed in the notebook but not when the grader ran it on the solution cell alone" in \
             table.loc[cheat, "message"] and said in table.loc[cheat, "message"], table.loc[cheat, "message"]
+
+
+def test_a_sample_class_mixes_the_kinds_and_is_timed_per_notebook(tmp_path):
+    from htlib.course.sample_class import CLASS_MIX, ENDLESS_LOOP, build_class, time_class
+
+    kinds = build_class(tmp_path / "class", 12)
+    assert list(kinds.values()) == [*CLASS_MIX, *CLASS_MIX[:2]]
+    looping = next(s for s, k in kinds.items() if k == "endless-loop")
+    assert any(c.source == ENDLESS_LOOP for c in nbformat.read(tmp_path / "class" / looping / "01_episodes.ipynb",
+                                                                 as_version=4).cells)
+    assert sorted(p.name[:2] for p in (tmp_path / "class" / "student_02").iterdir()) == ["01", "03", "04"]  # partial
+    out = time_class(2, timeout=60, out_csv=tmp_path / "timed.csv", only=["05"], log=lambda line: None)
+    assert list(out.kind) == ["complete", "partial"] and (out.students == 2).all() and (out.timeout == 60).all()
+    by_kind = out.set_index("kind")
+    assert by_kind.loc["complete", "seconds"] > 0 and by_kind.loc["partial", "notebook_status"] == "missing"
+    assert out.wall_seconds.iloc[0] >= out.seconds.sum()
+    assert by_kind.loc["complete", "points"] == by_kind.loc["complete", "max_points"] == 2
+    assert len(pd.read_csv(tmp_path / "timed.csv")) == 2

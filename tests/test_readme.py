@@ -191,3 +191,21 @@ def test_a_notebook_shows_the_readmes_own_section():
     assert readme_section("semi").strip() == readme.split(start)[1].split(end)[0].strip()
     with pytest.raises(ReadmeError, match="no result section 'semis'.*'semi'"):
         readme_section("semis")
+
+
+def test_the_grading_section_follows_the_timed_class():
+    from htlib.summaries import grading_section
+
+    def row(student, notebook, seconds, kind, points):
+        return {"student": student, "notebook": notebook, "seconds": seconds, "notebook_status": "ran", "kind": kind,
+                "points": points, "max_points": 20.0, "students": 3, "timeout": 300.0, "wall_seconds": 600.0,
+                "cpu": "Some CPU", "capability": "AVX2", "threads": 2, "torch": "2.13", "date": "2026-12-06"}
+
+    table = pd.DataFrame([row("s1", "01", 40.0, "complete", 20.0), row("s1", "02", 20.0, "complete", 20.0),
+                          row("s2", "01", 30.0, "complete", 20.0), row("s3", "01", 320.0, "endless-loop", 18.0)])
+    text = _flat(grading_section({"grading_class_cpu.csv": table}))
+    assert "on Some CPU, 2 threads, 2026-12-06: a made-up class of 3 students" in text
+    assert "limit of 300 s per cell, took 10 minutes in all (200 s per student on average" in text
+    # per student: the sum of its notebooks (s1: 60 s, s2: 30 s), then the median over the kind's students
+    assert "| `complete` | 2 | 45 | 60 | 20 of 20 |" in text and "| `endless-loop` | 1 | 320 | 320 | 18 of 20 |" in text
+    assert "No class timed yet" in grading_section({})

@@ -3,6 +3,7 @@
     python -m htlib.course student           # write notebooks/student/ from the teacher's notebooks
     python -m htlib.course student --check   # fail if the committed student versions are stale
     python -m htlib.course grade FOLDER      # FOLDER/<student>/01_episodes.ipynb ... -> grades.csv, summary.csv
+    python -m htlib.course time-class --students 30 --out results/grading_class_cpu.csv  # the grader at class size
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--dataset", default=None, help="omniglot | synthetic (default: each notebook's own)")
     grade.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
     grade.add_argument("--only", nargs="*", default=None, help="notebook prefixes to grade, e.g. 01 04")
+    timed = sub.add_parser("time-class", help="grade a made-up class (htlib.course.sample_class) and time it")
+    timed.add_argument("--students", type=int, default=30, help="class size (default: 30)")
+    timed.add_argument("--timeout", type=float, default=None, help="seconds per cell (default: the grader's, 300)")
+    timed.add_argument("--out", type=Path, required=True, help="CSV to write: one row per student and notebook")
+    timed.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: HTLIB_DATA, else ./data)")
+    timed.add_argument("--only", nargs="*", default=None, help="notebook prefixes to grade, e.g. 01 04")
     args = parser.parse_args(argv)
     try:
         import nbgrader  # noqa: F401  (the course extra)
@@ -41,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "student":
             return _student(args)
+        if args.command == "time-class":
+            return _time_class(args)
         return _grade(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -80,6 +89,20 @@ def _grade(args) -> int:
     print(summary(table).to_string(index=False))
     print(f"wrote {out / 'grades.csv'} ({len(table)} rows), {out / 'summary.csv'}, {out / 'gradebook.csv'}, one "
           f"feedback file per student in {out / 'feedback'} and the executed notebooks in {out / 'executed'}")
+    return 0
+
+
+def _time_class(args) -> int:
+    from htlib.course.grade import DEFAULT_TIMEOUT
+    from htlib.course.sample_class import time_class
+    from htlib.errors import ConfigError
+
+    if args.students < 1:
+        raise ConfigError(f"--students must be at least 1, got {args.students}")
+    out = time_class(args.students, args.timeout or DEFAULT_TIMEOUT, args.out, args.data_dir, args.only)
+    per_student = out.groupby("student").seconds.sum()
+    print(f"{args.students} students graded in {out.wall_seconds.iloc[0]:.0f} s (median {per_student.median():.0f} s "
+          f"per student, slowest {per_student.max():.0f} s); wrote {args.out}")
     return 0
 
 

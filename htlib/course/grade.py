@@ -46,6 +46,7 @@ from htlib.utils import write_atomic, write_text_atomic
 # that only a loop that never ends, or a student's training at a large budget, is interrupted
 DEFAULT_TIMEOUT = 300
 COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "status", "message", "notebook_status"]
+TIMING_COLUMNS = ["student", "notebook", "seconds", "notebook_status"]  # timings.csv: one row per notebook graded
 
 
 @dataclass
@@ -91,7 +92,8 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
                  dataset: str | None = None, data_dir: str | None = None, only: list[str] | None = None,
                  log=print, regrade: bool = False) -> pd.DataFrame:
     """Grade every student in `folder` (`timeout`: seconds per cell); write grades.csv, summary.csv,
-    gradebook.csv, feedback/<student>.md and the executed notebooks to `out_dir`, after each student.
+    gradebook.csv, timings.csv (seconds per notebook), feedback/<student>.md and the executed
+    notebooks to `out_dir`, after each student.
     Students already graded there for these notebooks are kept, unless `regrade`."""
     from htlib.profiles import get_profile
 
@@ -113,6 +115,7 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
             f"{folder}/<student>/; listed in ignored.txt)")
         write_text_atomic(out_dir / "ignored.txt", "".join(f"{name}\n" for name in loose))
     rows: list[Row] = []
+    timings = [] if regrade else timings_before(out_dir)
     for student in students:
         kept = done[done["student"] == student.name]
         if set(books) <= set(kept["notebook"]):  # graded by an earlier run into the same folder
@@ -125,11 +128,17 @@ def grade_folder(folder: Path, out_dir: Path, profile: str = "ci", timeout: floa
             graded = grade_notebook(student.name, prefix, path, released, params, timeout,
                                     out_dir / "executed" / student.name / teacher.name,
                                     scratch=out_dir / "scratch" / student.name)
+            seconds = time.perf_counter() - start
             rows += graded
+            timings = [t for t in timings if (t["student"], t["notebook"]) != (student.name, prefix)]
+            timings.append({"student": student.name, "notebook": prefix, "seconds": round(seconds, 1),
+                            "notebook_status": graded[0].notebook_status})
             got = sum(r.points for r in graded)
             log(f"[grade] {student.name}/{teacher.name}: {got:g} / {sum(r.max_points for r in graded):g} points, "
-                f"{graded[0].notebook_status} ({time.perf_counter() - start:.0f} s)")
+                f"{graded[0].notebook_status} ({seconds:.0f} s)")
         write_outputs(pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS), out_dir)
+        write_atomic(out_dir / "timings.csv",
+                     lambda tmp: pd.DataFrame(timings, columns=TIMING_COLUMNS).to_csv(tmp, index=False))
     table = pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
     write_outputs(table, out_dir)
     return table
@@ -146,6 +155,18 @@ def graded_before(out_dir: Path) -> pd.DataFrame:
         raise CourseError(f"{path} is not a grades.csv of this grader (columns {list(table.columns)}); grade into "
                           f"another --out, or pass --regrade to replace it")
     return table.astype({"points": float, "max_points": float})
+
+
+def timings_before(out_dir: Path) -> list[dict]:
+    """The rows of an earlier run's timings.csv in `out_dir` (none if it has none)."""
+    path = Path(out_dir) / "timings.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path, keep_default_na=False, dtype={"student": str, "notebook": str})
+    if list(table.columns) != TIMING_COLUMNS:
+        raise CourseError(f"{path} is not a timings.csv of this grader (columns {list(table.columns)}); grade into "
+                          f"another --out, or pass --regrade to replace it")
+    return table.to_dict("records")
 
 
 def write_outputs(table: pd.DataFrame, out_dir: Path) -> None:
@@ -354,5 +375,5 @@ def default_out_dir(folder: Path) -> Path:
     return PROJECT_ROOT / "runs" / "grades" / f"{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:6]}"
 
 
-__all__ = ["COLUMNS", "DEFAULT_TIMEOUT", "STUDENT_DIR", "feedback", "grade_folder", "gradebook", "submissions",
+__all__ = ["COLUMNS", "DEFAULT_TIMEOUT", "STUDENT_DIR", "TIMING_COLUMNS", "feedback", "grade_folder", "gradebook", "submissions",
            "summary"]

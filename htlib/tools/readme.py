@@ -21,8 +21,8 @@ from htlib.data.paths import PROJECT_ROOT
 from htlib.data.protocols import PROTOCOLS
 from htlib.schemas import read_result, read_table
 from htlib.summaries import (budget_section, campaign_section, fidelity_budget, fidelity_section, gpu_section,
-                             recipe_section, semi_section, single_runs_section, speed_section, step_parts_section,
-                             sweep_section)
+                             grading_section, recipe_section, semi_section, single_runs_section, speed_section,
+                             step_parts_section, sweep_section)
 from htlib.summaries.text import PAPER_NOTES, ProseError
 from htlib.utils import write_text_atomic
 
@@ -46,6 +46,7 @@ class Results:
     gpu_log: str  # the GPU job's log
     bench: dict[str, pd.DataFrame]  # `python -m htlib bench --out` tables, by file name (bench_cpu.csv, ...)
     step_parts: dict[str, pd.DataFrame]  # `python -m htlib bench --parts --out` tables, by file name
+    grading: dict[str, pd.DataFrame]  # `python -m htlib.course time-class --out` tables, by file name
     recipe: dict[str, pd.DataFrame]  # the recipe study's tables, by profile (those that exist)
     fidelity: dict[str, dict[str, pd.DataFrame]]  # the fidelity study's tables by profile, then protocol (those that exist)
     campaigns: list[dict]  # htlib.campaign.status of results/runs/campaign
@@ -76,6 +77,7 @@ def load(root: Path | None = None) -> Results:
         gpu_log=(root / GPU_LOG).read_text(encoding="utf-8"),
         bench={f.name: read_table(f, "bench") for f in sorted(results.glob("bench_*.csv"))},
         step_parts={f.name: read_table(f, "step_parts") for f in sorted(results.glob("step_parts_*.csv"))},
+        grading={f.name: read_table(f, "grading") for f in sorted(results.glob("grading_*.csv"))},
         recipe={p: read_table(results / f"recipe_{p}_{DATASET}.csv", "recipe") for p in RECIPE_PROFILES
                 if (results / f"recipe_{p}_{DATASET}.csv").is_file()},
         fidelity={profile: {p: read_table(results / f"fidelity_{p}_{profile}_{DATASET}.csv", "recipe") for p in PROTOCOLS
@@ -99,6 +101,7 @@ def render(results: Results) -> dict[str, str]:
         "recipe": recipe_section(results.recipe, DATASET),
         "fidelity": _fidelity(results.fidelity),
         "campaign": campaign_section(results.campaigns),
+        "grading": grading_section(results.grading),
     }
 
 
