@@ -30,7 +30,6 @@ from htlib.models.cnn import cnn_block, cnn_features, cnn_forward  # noqa: E402
 from htlib.profiles import RECOMMENDED_HT_OPTIONS, get_profile  # noqa: E402
 from htlib.runs import RESULTS_ROOT, Run, make_run, relative_to_project, table_path  # noqa: E402
 from htlib.schemas import read_table  # noqa: E402
-from htlib.tools.readme import readme_section  # noqa: E402
 from htlib.train import Trainer, load_or_train, load_trained  # noqa: E402
 from htlib.utils import live, live_columns, resolve_device, seed_everything  # noqa: E402
 
@@ -40,6 +39,6 @@ __all__ = [
     "build_model", "check_notebook_parameters", "checked_config", "cnn_block", "cnn_features", "cnn_forward",
     "get_method", "get_profile", "ht_method", "live", "live_columns", "load_omniglot_arrays", "load_or_train",
     "load_split", "load_trained", "make_run", "mean_ci95", "method_label", "methods_that", "per_episode_accuracy",
-    "read_table", "readme_section", "register", "relative_to_project", "resolve_device", "seed_everything", "table_path",
+    "read_table", "register", "relative_to_project", "resolve_device", "seed_everything", "table_path",
     "to_float",
 ]

@@ -183,16 +183,6 @@ def test_the_gpu_section_reads_the_log_without_the_locale_and_states_no_history_
         gpu_section(log.replace("Nov", "Okt"), "job.log", ["01"], [])
 
 
-def test_a_notebook_shows_the_readmes_own_section():
-    from htlib import readme_section
-
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = markers("semi")
-    assert readme_section("semi").strip() == readme.split(start)[1].split(end)[0].strip()
-    with pytest.raises(ReadmeError, match="no result section 'semis'.*'semi'"):
-        readme_section("semis")
-
-
 def test_the_grading_section_follows_the_timed_class():
     from htlib.summaries import grading_section
 

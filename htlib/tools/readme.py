@@ -105,15 +105,6 @@ def render(results: Results) -> dict[str, str]:
     }
 
 
-def readme_section(name: str, root: Path | None = None) -> str:
-    """One result section of README.md (a marker name: "sweep", "semi", ...) as the files say it
-    now: the notebooks show the README's own text, so the two cannot tell different stories."""
-    sections = render(load(root))
-    if name not in sections:
-        raise ReadmeError(f"README.md has no result section {name!r}; its sections are {sorted(sections)}")
-    return sections[name]
-
-
 def _fidelity(by_profile: dict[str, dict[str, pd.DataFrame]]) -> str:
     """One fidelity section per profile with runs; the budget's share under the longest."""
     shown = [profile for profile, tables in by_profile.items() if tables]
