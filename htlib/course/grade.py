@@ -375,5 +375,5 @@ def default_out_dir(folder: Path) -> Path:
     return PROJECT_ROOT / "runs" / "grades" / f"{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:6]}"
 
 
-__all__ = ["COLUMNS", "DEFAULT_TIMEOUT", "STUDENT_DIR", "TIMING_COLUMNS", "feedback", "grade_folder", "gradebook", "submissions",
-           "summary"]
+__all__ = ["COLUMNS", "DEFAULT_TIMEOUT", "STUDENT_DIR", "TIMING_COLUMNS", "feedback", "grade_folder", "gradebook",
+           "submissions", "summary"]
