@@ -152,27 +152,32 @@ STATUSES = ("reproduced", "partly", "not reproduced", "not measured", "smaller t
 
 
 def headline_table(dataset: str, ways: int, profile: str, channels: int, single_runs: dict[str, dict | None],
-                   sweeps: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The paper's headline accuracies beside ours, one row per (task, source).
+                   sweeps: dict[str, pd.DataFrame], campaigns: list[dict] = ()) -> pd.DataFrame:
+    """The paper's headline accuracies beside ours, one row per (task, source), with the test
+    tasks' protocol of each: the paper's are measured on its authors' split (`paper`), which is
+    easier than the standard `vinyals` one (notebook 06 measures by how much).
 
     single_runs: the result.json contents of the profile's 1-shot single runs at C = `channels`,
     keyed by their name in SINGLE_RUNS (None: not run). sweeps: sweep tables by profile, already
-    restricted to `ways`; each contributes HT-all at its best C. Paper rows give numbers, ours
-    'mean ± ci95' strings, plus the share of the paper's training episodes.
+    restricted to `ways`; each contributes HT-all at its best C. campaigns: htlib.campaign.status
+    rows (Omniglot 20-way, C = 8); each contributes its latest test at each shot count. Paper rows
+    give numbers, ours 'mean ± ci95' strings, plus the share of the paper's training episodes.
     """
     rows = []
     for shots in HEADLINE_SHOTS:
         task = f"{ways}-way {shots}-shot"
         rows += _paper_rows(task, PAPER_REPORTED.get((dataset, ways, shots)))
+        if dataset == "omniglot" and ways == 20:
+            rows += [_campaign_row(task, c, shots) for c in campaigns if shots in c["tests"]]
         if shots == 1:
-            rows += [_our_row(task, f"ours ({profile} single run, C = {channels}): {name}", r)
-                     for name, r in single_runs.items() if r]
+            rows += [_our_row(task, f"ours ({profile} single run, C = {channels}): {name}", r,
+                              r.get("split_scheme", "vinyals")) for name, r in single_runs.items() if r]
         for sweep_profile, t in sweeps.items():
             best = _best_ht_all(t, shots)
             if best is not None:
                 rows.append(_our_row(task, f"ours ({sweep_profile} sweep, best C = {best['channels']}): HT, all layers",
-                                     best))
-    columns = ["task", "source", "accuracy (%)", "training episodes", "share of the paper's training"]
+                                     best, "vinyals"))
+    columns = ["task", "source", "test protocol", "accuracy (%)", "training episodes", "share of the paper's training"]
     table = pd.DataFrame(rows, columns=columns)
     table["training episodes"] = table["training episodes"].astype("Int64")
     return table
@@ -182,18 +187,32 @@ def _paper_rows(task: str, paper: dict | None) -> list[dict]:
     """The paper's HT and MAML++ rows of one task (none if the paper reports no number for it)."""
     if not paper:
         return []
-    return [{"task": task, "source": "paper: HT", "accuracy (%)": paper["HT (paper)"],
+    return [{"task": task, "source": "paper: HT", "test protocol": "paper", "accuracy (%)": paper["HT (paper)"],
              "training episodes": PAPER_EPISODES, "share of the paper's training": ""},
-            {"task": task, "source": "paper: MAML++, C = 64", "accuracy (%)": paper["MAML++, C = 64 (paper)"],
-             "training episodes": None, "share of the paper's training": ""}]
+            {"task": task, "source": "paper: MAML++, C = 64", "test protocol": "paper",
+             "accuracy (%)": paper["MAML++, C = 64 (paper)"], "training episodes": None,
+             "share of the paper's training": ""}]
 
 
-def _our_row(task: str, source: str, result: dict | pd.Series) -> dict:
+def _our_row(task: str, source: str, result: dict | pd.Series, protocol: str) -> dict:
     """One of our results (a result.json dict or a sweep row) as a headline row."""
-    episodes = int(result["episodes_seen"])
-    return {"task": task, "source": source,
-            "accuracy (%)": f"{100 * result['test_accuracy']:.1f} ± {100 * result['ci95']:.1f}",
-            "training episodes": episodes, "share of the paper's training": f"{episodes / PAPER_EPISODES:.2%}"}
+    return _headline_row(task, source, protocol, result["test_accuracy"], result["ci95"], int(result["episodes_seen"]))
+
+
+def _campaign_row(task: str, campaign: dict, shots: int) -> dict:
+    """A campaign's latest test at `shots` (htlib.campaign.status); a fine-tune also counts the
+    episodes behind the weights it started from (the 1-shot campaign's best, at its best episode)."""
+    accuracy, ci95, episodes = campaign["tests"][shots]
+    start = campaign["init"]
+    trained = f"trained at {campaign['shots']}-shot" + (" after 1-shot" if start else "")
+    return _headline_row(task, f"ours (CPU campaign, C = 8, {trained}): HT, all layers", campaign["split_scheme"],
+                         accuracy, ci95, episodes + (start["best_at_episodes"] if start else 0))
+
+
+def _headline_row(task: str, source: str, protocol: str, accuracy: float, ci95: float, episodes: int) -> dict:
+    return {"task": task, "source": source, "test protocol": protocol,
+            "accuracy (%)": f"{100 * accuracy:.1f} ± {100 * ci95:.1f}", "training episodes": episodes,
+            "share of the paper's training": f"{episodes / PAPER_EPISODES:.2%}"}
 
 
 def _best_ht_all(sweep: pd.DataFrame, shots: int) -> pd.Series | None:

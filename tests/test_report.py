@@ -182,18 +182,30 @@ def test_headline_table_sets_paper_numbers_beside_ours_with_their_share_of_its_t
     singles = {"HT, all layers": {"test_accuracy": 0.807, "ci95": 0.0056, "episodes_seen": 48000}, "MAML": None}
     sweep = _table([("ht-all", 4, 0, 0.60, 0.01), ("ht-all", 16, 0, 0.75, 0.006), ("protonet", 16, 0, 0.9, 0.01)])
     sweep["episodes_seen"] = 16000
-    table = headline_table("omniglot", 20, "quick", 8, singles, {"long": sweep})
-    assert list(table.columns) == ["task", "source", "accuracy (%)", "training episodes",
+    one_shot = {"split_scheme": "paper", "shots": 1, "init": None, "tests": {1: (0.892, 0.003, 3_000_000),
+                                                                            5: (0.937, 0.002, 3_000_000)}}
+    tuned = {"split_scheme": "paper", "shots": 5, "init": {"best_at_episodes": 1_280_000},
+             "tests": {5: (0.949, 0.002, 100_000)}}
+    table = headline_table("omniglot", 20, "quick", 8, singles, {"long": sweep}, [one_shot, tuned])
+    assert list(table.columns) == ["task", "source", "test protocol", "accuracy (%)", "training episodes",
                                    "share of the paper's training"]
     assert table["source"].tolist() == ["paper: HT", "paper: MAML++, C = 64",
+                                        "ours (CPU campaign, C = 8, trained at 1-shot): HT, all layers",
                                         "ours (quick single run, C = 8): HT, all layers",
                                         "ours (long sweep, best C = 16): HT, all layers",
-                                        "paper: HT", "paper: MAML++, C = 64"]
-    assert table["task"].tolist() == ["20-way 1-shot"] * 4 + ["20-way 5-shot"] * 2
-    assert table["accuracy (%)"].tolist() == [96.2, 97.7, "80.7 ± 0.6", "75.0 ± 0.6", 98.8, 99.3]
+                                        "paper: HT", "paper: MAML++, C = 64",
+                                        "ours (CPU campaign, C = 8, trained at 1-shot): HT, all layers",
+                                        "ours (CPU campaign, C = 8, trained at 5-shot after 1-shot): HT, all layers"]
+    assert table["test protocol"].tolist() == ["paper"] * 3 + ["vinyals"] * 2 + ["paper"] * 4
+    assert table["task"].tolist() == ["20-way 1-shot"] * 5 + ["20-way 5-shot"] * 4
+    assert table["accuracy (%)"].tolist() == [96.2, 97.7, "89.2 ± 0.3", "80.7 ± 0.6", "75.0 ± 0.6", 98.8, 99.3,
+                                              "93.7 ± 0.2", "94.9 ± 0.2"]
     assert table["training episodes"].dtype == "Int64" and PAPER_EPISODES == 4_000_000
-    assert table["training episodes"].tolist()[:4] == [4_000_000, pd.NA, 48000, 16000]
-    assert table["share of the paper's training"].tolist() == ["", "", "1.20%", "0.40%", "", ""]
+    assert table["training episodes"].tolist()[:5] == [4_000_000, pd.NA, 3_000_000, 48000, 16000]
+    assert table["training episodes"].iloc[-1] == 1_380_000  # the fine-tune counts its start's episodes
+    assert table["share of the paper's training"].tolist()[:5] == ["", "", "75.00%", "1.20%", "0.40%"]
+    # campaigns are Omniglot 20-way: another task shows none of them
+    assert "CPU campaign" not in " ".join(headline_table("omniglot", 5, "quick", 8, {}, {}, [one_shot]).source)
     # no paper numbers for this task and nothing of ours: an empty table that keeps its columns
     empty = headline_table("synthetic", 5, "ci", 4, {}, {})
     assert empty.empty and list(empty.columns) == list(table.columns)
