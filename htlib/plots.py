@@ -173,6 +173,35 @@ def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.
     return fig
 
 
+def headline_accuracy(table, title: str = "the paper's accuracies beside ours") -> plt.Figure:
+    """Each row of htlib.report.headline_table as a point with its 95% CI (the paper's rows have
+    none), one panel per task, coloured by the protocol of its test tasks: the paper's numbers are
+    measured on its authors' split, so only rows of the same colour compare like with like."""
+    tasks = list(dict.fromkeys(table["task"]))
+    protocols = sorted(table["test protocol"].unique())
+    fig, axes, colours = _panels(len(tasks), protocols, (6.0, 0.45 * table.groupby("task").size().max() + 1.4),
+                                 sharey=False)
+    for ax, task in zip(axes, tasks):
+        rows = table[table["task"] == task].reset_index(drop=True)
+        for i, r in rows.iterrows():
+            paper = r["source"].startswith("paper")
+            ax.errorbar(r["accuracy (%)"], i, xerr=None if paper else r["95% CI (points)"], capsize=3,
+                        marker="D" if paper else "o", color=colours[r["test protocol"]], linestyle="none")
+        ax.set_yticks(range(len(rows)), [s.replace(": HT", ":\nHT") if len(s) > 45 else s for s in rows["source"]],
+                      fontsize=7)
+        ax.invert_yaxis()  # the table's order, top to bottom
+        ax.set_xlabel("test accuracy (%)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3, axis="x")
+    handles = [plt.Line2D([], [], color=colours[p], marker="o", linestyle="none", label=f"tested on `{p}`")
+               for p in protocols]
+    handles.append(plt.Line2D([], [], color="grey", marker="D", linestyle="none", label="the paper (no CI)"))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles))
+    return fig
+
+
 def semi_accuracy(table, title: str = "accuracy against unlabelled samples per class") -> plt.Figure:
     """Semi-supervised table -> accuracy (95% CI bars) against U at test, one panel per method;
     solid: the arm trained with unlabelled samples, dashed: the control trained without; crosses:

@@ -177,7 +177,8 @@ def headline_table(dataset: str, ways: int, profile: str, channels: int, single_
             if best is not None:
                 rows.append(_our_row(task, f"ours ({sweep_profile} sweep, best C = {best['channels']}): HT, all layers",
                                      best, "vinyals"))
-    columns = ["task", "source", "test protocol", "accuracy (%)", "training episodes", "share of the paper's training"]
+    columns = ["task", "source", "test protocol", "accuracy (%)", "95% CI (points)", "training episodes",
+               "share of the paper's training"]
     table = pd.DataFrame(rows, columns=columns)
     table["training episodes"] = table["training episodes"].astype("Int64")
     return table
@@ -188,9 +189,9 @@ def _paper_rows(task: str, paper: dict | None) -> list[dict]:
     if not paper:
         return []
     return [{"task": task, "source": "paper: HT", "test protocol": "paper", "accuracy (%)": paper["HT (paper)"],
-             "training episodes": PAPER_EPISODES, "share of the paper's training": ""},
+             "95% CI (points)": None, "training episodes": PAPER_EPISODES, "share of the paper's training": ""},
             {"task": task, "source": "paper: MAML++, C = 64", "test protocol": "paper",
-             "accuracy (%)": paper["MAML++, C = 64 (paper)"], "training episodes": None,
+             "accuracy (%)": paper["MAML++, C = 64 (paper)"], "95% CI (points)": None, "training episodes": None,
              "share of the paper's training": ""}]
 
 
@@ -211,7 +212,8 @@ def _campaign_row(task: str, campaign: dict, shots: int) -> dict:
 
 def _headline_row(task: str, source: str, protocol: str, accuracy: float, ci95: float, episodes: int) -> dict:
     return {"task": task, "source": source, "test protocol": protocol,
-            "accuracy (%)": f"{100 * accuracy:.1f} ± {100 * ci95:.1f}", "training episodes": episodes,
+            "accuracy (%)": round(100 * accuracy, 1), "95% CI (points)": round(100 * ci95, 1),
+            "training episodes": episodes,
             "share of the paper's training": f"{episodes / PAPER_EPISODES:.2%}"}
 
 

@@ -187,8 +187,8 @@ def test_headline_table_sets_paper_numbers_beside_ours_with_their_share_of_its_t
     tuned = {"split_scheme": "paper", "shots": 5, "init": {"best_at_episodes": 1_280_000},
              "tests": {5: (0.949, 0.002, 100_000)}}
     table = headline_table("omniglot", 20, "quick", 8, singles, {"long": sweep}, [one_shot, tuned])
-    assert list(table.columns) == ["task", "source", "test protocol", "accuracy (%)", "training episodes",
-                                   "share of the paper's training"]
+    assert list(table.columns) == ["task", "source", "test protocol", "accuracy (%)", "95% CI (points)",
+                                   "training episodes", "share of the paper's training"]
     assert table["source"].tolist() == ["paper: HT", "paper: MAML++, C = 64",
                                         "ours (CPU campaign, C = 8, trained at 1-shot): HT, all layers",
                                         "ours (quick single run, C = 8): HT, all layers",
@@ -198,8 +198,8 @@ def test_headline_table_sets_paper_numbers_beside_ours_with_their_share_of_its_t
                                         "ours (CPU campaign, C = 8, trained at 5-shot after 1-shot): HT, all layers"]
     assert table["test protocol"].tolist() == ["paper"] * 3 + ["vinyals"] * 2 + ["paper"] * 4
     assert table["task"].tolist() == ["20-way 1-shot"] * 5 + ["20-way 5-shot"] * 4
-    assert table["accuracy (%)"].tolist() == [96.2, 97.7, "89.2 ± 0.3", "80.7 ± 0.6", "75.0 ± 0.6", 98.8, 99.3,
-                                              "93.7 ± 0.2", "94.9 ± 0.2"]
+    assert table["accuracy (%)"].tolist() == [96.2, 97.7, 89.2, 80.7, 75.0, 98.8, 99.3, 93.7, 94.9]
+    assert table["95% CI (points)"].fillna(-1).tolist() == [-1, -1, 0.3, 0.6, 0.6, -1, -1, 0.2, 0.2]  # paper: none
     assert table["training episodes"].dtype == "Int64" and PAPER_EPISODES == 4_000_000
     assert table["training episodes"].tolist()[:5] == [4_000_000, pd.NA, 3_000_000, 48000, 16000]
     assert table["training episodes"].iloc[-1] == 1_380_000  # the fine-tune counts its start's episodes
@@ -209,3 +209,16 @@ def test_headline_table_sets_paper_numbers_beside_ours_with_their_share_of_its_t
     # no paper numbers for this task and nothing of ours: an empty table that keeps its columns
     empty = headline_table("synthetic", 5, "ci", 4, {}, {})
     assert empty.empty and list(empty.columns) == list(table.columns)
+
+
+def test_the_headline_figure_has_a_panel_per_task_and_colours_by_test_protocol():
+    from htlib.plots import headline_accuracy
+    from htlib.report import headline_table
+
+    singles = {"HT, all layers": {"test_accuracy": 0.807, "ci95": 0.0056, "episodes_seen": 48000}}
+    campaign = {"split_scheme": "paper", "shots": 1, "init": None, "tests": {1: (0.892, 0.003, 3_000_000)}}
+    fig = headline_accuracy(headline_table("omniglot", 20, "quick", 8, singles, {}, [campaign]))
+    assert [ax.get_title() for ax in fig.axes] == ["20-way 1-shot", "20-way 5-shot"]
+    assert len(fig.axes[0].get_yticklabels()) == 4  # paper HT, paper MAML++, the campaign, the single run
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["tested on `paper`", "tested on `vinyals`", "the paper (no CI)"]
