@@ -123,8 +123,8 @@ def test_the_recipe_section_follows_the_table():
     assert "scores 80.0%, 82.0% (seeds 0, 1)" in text and "two seeds alone differ by 2.0 points" in text
     # best first; a one-seed arm against the baseline's same seed
     assert text.index("`embed-64`") < text.index("`lr-3e-3`")
-    assert "| `embed-64` | embed-64 change | 2 | 82.0 | +1.0 ± 0.5 | better |" in text
-    assert "| `lr-3e-3` | lr-3e-3 change | 1 | 70.0 | −10.0 ± 0.7 | worse |" in text
+    assert "| `embed-64` | embed-64 change | 2 | 48,000 | 82.0 | +1.0 ± 0.5 | better |" in text
+    assert "| `lr-3e-3` | lr-3e-3 change | 1 | 48,000 | 70.0 | −10.0 ± 0.7 | worse |" in text
     with pytest.raises(ReadmeError, match="no baseline row"):
         recipe_section({"long": table[table.arm != "baseline"]}, "omniglot")
 
@@ -140,7 +140,7 @@ def test_the_fidelity_section_follows_the_tables():
     # the protocol's share on the seed both baselines have (seed 0): 86.0 against 80.0
     assert "score 86.0% on the `paper` protocol against 80.0% on `vinyals` (1 seed): +6.0 ± 0.7 points (better)" in text
     assert "The paper reports 96.2%" in text
-    assert "`glorot-init` -5.0 ± 0.7 (worse, 1 seed)" in text and "`reference-model` +1.0 ± 0.7 (better, 1 seed)" in text
+    assert "`glorot-init` −5.0 ± 0.7 (worse, 1 seed)" in text and "`reference-model` +1.0 ± 0.7 (better, 1 seed)" in text
     assert "| `baseline` | today's defaults (the recipe study's baseline) | 81.0 (2) | – | 86.0 (1) | – |" in text
     assert "| `glorot-init` |" in text and "| 75.0 (1) | −5.0 ± 0.7 | – | – |" in text
     assert "No fidelity run committed yet" in fidelity_section({}, "quick", "omniglot")

@@ -128,16 +128,20 @@ def test_no_time_trains_nothing_and_says_so(capsys):
 
 def test_recipe_gaps_against_the_baseline():
     rows = [("baseline", 0, 0.80), ("baseline", 1, 0.82), ("lr-3e-3", 0, 0.90), ("lr-3e-3", 1, 0.92),
-            ("lr-3e-4", 0, 0.70), ("lr-3e-4", 1, 0.72), ("shift-2", 0, 0.815), ("shift-2", 1, 0.81)]
+            ("lr-3e-4", 0, 0.70), ("lr-3e-4", 1, 0.72), ("shift-2", 0, 0.815), ("shift-2", 1, 0.81),
+            ("sgd-reference", 0, 0.17), ("batch-256-lr-2e-3", 0, 0.20)]
+    episodes = {"sgd-reference": 12000, "batch-256-lr-2e-3": 48128}  # a quarter budget; steps rounded up
     table = pd.DataFrame([{"arm": arm, "change": ARMS[arm].change, "seed": seed, "test_accuracy": acc,
-                           "ci95": 0.02} for arm, seed, acc in rows])
+                           "ci95": 0.02, "episodes": episodes.get(arm, 48000)} for arm, seed, acc in rows])
     gaps = recipe_gaps(table).set_index("arm")
-    assert list(gaps.index) == ["lr-3e-3", "lr-3e-4", "shift-2"]
+    assert list(gaps.index) == ["lr-3e-3", "lr-3e-4", "shift-2", "sgd-reference", "batch-256-lr-2e-3"]
+    # another budget is not ranked; a few more episodes from rounding the steps is the same budget
+    assert gaps.loc["sgd-reference", "verdict"] == "other budget" and gaps.loc["batch-256-lr-2e-3", "verdict"] == "worse"
     assert gaps.loc["lr-3e-3", "gap"] == pytest.approx(0.10) and gaps.loc["lr-3e-3", "verdict"] == "better"
     assert gaps.loc["lr-3e-4", "gap"] == pytest.approx(-0.10) and gaps.loc["lr-3e-4", "verdict"] == "worse"
     assert gaps.loc["shift-2", "verdict"] == "no clear difference"
     # two seeds of CI 0.02 each: 0.02 / sqrt(2) per arm; the gap's CI adds both arms' in quadrature
-    assert gaps.loc["lr-3e-3", "ci95"] == pytest.approx(0.02) and (gaps["seeds"] == 2).all()
+    assert gaps.loc["lr-3e-3", "ci95"] == pytest.approx(0.02) and (gaps["seeds"][:3] == 2).all()
     with pytest.raises(ValueError, match="no baseline"):
         recipe_gaps(table[table["arm"] != BASELINE])
 
@@ -145,7 +149,7 @@ def test_recipe_gaps_against_the_baseline():
 def test_recipe_gaps_compare_an_arm_with_the_baseline_on_its_own_seeds():
     rows = [("baseline", 0, 0.80), ("baseline", 1, 0.90), ("lr-3e-3", 0, 0.81), ("shift-2", 2, 0.5)]
     table = pd.DataFrame([{"arm": arm, "change": ARMS[arm].change, "seed": seed, "test_accuracy": acc,
-                           "ci95": 0.01} for arm, seed, acc in rows])
+                           "ci95": 0.01, "episodes": 48000} for arm, seed, acc in rows])
     with pytest.raises(ValueError, match="no seed in common with the baseline"):
         recipe_gaps(table)
     gaps = recipe_gaps(table[table["arm"] != "shift-2"]).set_index("arm")

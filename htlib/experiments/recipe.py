@@ -335,6 +335,11 @@ def late_train_accuracy(metrics: pd.DataFrame) -> float:
     return float(late["accuracy"].mean())
 
 
+# An arm whose episodes differ from the baseline's by more than this fraction trained on another
+# budget (a batch size that does not divide the episodes evenly rounds the steps: 48,128 for 48,000).
+BUDGET_TOLERANCE = 0.05
+
+
 def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy of each arm minus the baseline's on the same seeds, seeds averaged, with a 95% CI.
 
@@ -343,7 +348,9 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
     training episodes and the initial weights). As htlib.report.gaps, the CI treats the two
     accuracies as independent (conservative, since every arm is tested on the same episodes) and
     holds the test episodes' noise only; the baseline's spread across seeds shows the training's.
-    The verdict is 'better' / 'worse' when the CI excludes 0.
+    The verdict is 'better' / 'worse' when the CI excludes 0, and 'other budget' for an arm trained
+    on a different number of episodes than the baseline (beyond BUDGET_TOLERANCE: e.g. the plain-SGD
+    arms' quarter budget), whose gap mixes its change with the budget's and ranks nothing.
     """
     if BASELINE not in set(table["arm"]):
         raise ValueError("The recipe table has no baseline row: train the baseline arm first.")
@@ -355,8 +362,12 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"Arm {arm!r} has no seed in common with the baseline ({sorted(own['seed'])}); "
                              "train the baseline with that seed.")
         arm_mean, base_mean = seed_mean(own.set_index("seed").loc[seeds]), seed_mean(base_rows.loc[seeds])
+        gap = difference(arm_mean, base_mean)
+        episodes, base_episodes = own["episodes"].mean(), base_rows.loc[seeds, "episodes"].mean()
+        if abs(episodes / base_episodes - 1) > BUDGET_TOLERANCE:
+            gap["verdict"] = "other budget"
         rows.append({"arm": arm, "change": own["change"].iloc[0], "seeds": len(seeds),
-                     "test_accuracy": arm_mean.test_accuracy, **difference(arm_mean, base_mean)})
+                     "test_accuracy": arm_mean.test_accuracy, **gap})
     return pd.DataFrame(rows, columns=["arm", "change", "seeds", "test_accuracy", "gap", "ci95", "verdict"])
 
 

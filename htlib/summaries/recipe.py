@@ -26,11 +26,13 @@ def recipe_summary(table: pd.DataFrame, gaps: pd.DataFrame, arms_in_study: int) 
              f"{100 * base['train_accuracy'].mean():.1f}% training and {100 * base['val_accuracy'].mean():.1f}% "
              f"best validation accuracy.", ""]
     for verdict, heading in (("better", "Better than the baseline"), ("worse", "Worse than the baseline"),
-                             ("no clear difference", "No clear difference")):
+                             ("no clear difference", "No clear difference"),
+                             ("other budget", "Trained on another budget, so not ranked")):
         chosen = gaps[gaps["verdict"] == verdict].sort_values("gap", ascending=False)
         listed = "; ".join(f"`{r.arm}` {100 * r.gap:+.1f} ± {100 * r.ci95:.1f}" + (f" ({r.seeds} seeds)" if r.seeds > 1 else "")
                            for r in chosen.itertuples())
-        lines.append(f"* **{heading}** (test accuracy, points): {listed or 'none'}.")
+        if listed or verdict != "other budget":
+            lines.append(f"* **{heading}** (test accuracy, points): {listed or 'none'}.")
     better = gaps[gaps["verdict"] == "better"].sort_values("gap", ascending=False)
     lines.append("")
     lines.append("Changes that beat the baseline beyond their CI: " + ", ".join(
@@ -86,9 +88,13 @@ def fidelity_summary(tables: dict[str, pd.DataFrame], profile: str, ways: int = 
             continue
         parts = []
         for r in table.dropna(subset=[f"{protocol} gap"]).to_dict("records"):
+            if r[f"{protocol} verdict"] == "other budget":  # the plain-SGD arms: their own bullet below
+                continue
             n = int(r[f"{protocol} seeds"])
-            parts.append(f"`{r['arm']}` {100 * r[f'{protocol} gap']:+.1f} ± {100 * r[f'{protocol} ci95']:.1f} "
+            parts.append(f"`{r['arm']}` {signed(100 * r[f'{protocol} gap'])} ± {100 * r[f'{protocol} ci95']:.1f} "
                          f"({r[f'{protocol} verdict']}, {n} seed{'s' if n > 1 else ''})")
+        if not parts:
+            continue
         lines.append(f"**The reference's choices on `{protocol}`** (each arm minus that protocol's baseline, in "
                      f"points, with the 95% CI of the test episodes): " + "; ".join(parts) + ".")
     lines += [line for protocol, t in tables.items() if (line := _sgd_finding(t, protocol, ways))]
@@ -170,9 +176,11 @@ def recipe_section(tables: dict[str, pd.DataFrame], dataset: str) -> str:
             + (f"; the baseline's two seeds alone differ by {100 * (base.test_accuracy.max() - base.test_accuracy.min()):.1f} "
                f"points, so a one-seed gap of that size is no finding." if len(base) > 1 else ".")))
         gaps = recipe_gaps(t).sort_values("gap", ascending=False)
-        rows = [[f"`{g.arm}`", g.change, str(g.seeds), f"{100 * g.test_accuracy:.1f}", gap_text(g), g.verdict]
-                for g in gaps.itertuples()]
-        parts.append("\n".join(md_table(["arm", "change", "seeds", "test accuracy (%)", "gap (points)", "verdict"], rows)))
+        episodes = t.groupby("arm")["episodes"].max()
+        rows = [[f"`{g.arm}`", g.change, str(g.seeds), f"{episodes[g.arm]:,}", f"{100 * g.test_accuracy:.1f}",
+                 gap_text(g), g.verdict] for g in gaps.itertuples()]
+        parts.append("\n".join(md_table(["arm", "change", "seeds", "episodes", "test accuracy (%)", "gap (points)",
+                                           "verdict"], rows)))
     return "\n\n".join(parts)
 
 
