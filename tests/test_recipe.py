@@ -205,3 +205,12 @@ def test_a_fidelity_study_on_the_paper_protocol_trains_end_to_end(tmp_path):
     assert table["arm"].tolist() == [BASELINE, "reference-model"] and table["test_accuracy"].between(0, 1).all()
     assert spec.table_path == tmp_path / "runs" / "fidelity_paper_ci_synthetic.csv"
     assert recipe_gaps(table)["arm"].tolist() == ["reference-model"]
+
+
+def test_the_curves_drawn_are_the_baseline_and_the_ends_of_the_study():
+    from htlib.experiments import arms_to_draw
+
+    gaps = pd.DataFrame({"arm": ["a", "b", "c", "d", "e", "f", "sgd"], "gap": [0.02, -0.01, 0.01, -0.3, -0.2, 0.0, -0.6],
+                         "verdict": ["better"] + ["worse"] * 5 + ["other budget"]})
+    assert arms_to_draw(gaps) == ["baseline", "a", "c", "b", "e", "d"]  # best two, then the worst three; not sgd
+    assert arms_to_draw(gaps.iloc[:2]) == ["baseline", "a", "b"]  # fewer arms than asked: each once

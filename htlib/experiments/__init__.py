@@ -18,8 +18,8 @@ import pandas as pd
 from htlib.campaign import CampaignSpec, campaign_tests
 from htlib.campaign import status as campaign_status
 from htlib.experiments import recipe, semi, sweep
-from htlib.experiments.recipe import (ARMS, FIDELITY_ARMS, RECIPE_BUDGETS, RecipeSpec, fidelity_table, protocol_gap,
-                                     recipe_gaps, run_recipe)
+from htlib.experiments.recipe import (ARMS, FIDELITY_ARMS, RECIPE_BUDGETS, RecipeSpec, arms_to_draw, fidelity_table,
+                                     protocol_gap, recipe_gaps, run_recipe)
 from htlib.experiments.semi import SEMI_BUDGETS, SemiSpec, run_semi
 from htlib.experiments.sweep import SWEEP_BUDGETS, SweepSpec, run_sweep
 
@@ -35,6 +35,5 @@ def collect(spec: SweepSpec | SemiSpec | RecipeSpec) -> pd.DataFrame:
 
 
 __all__ = ["ARMS", "CampaignSpec", "FIDELITY_ARMS", "RECIPE_BUDGETS", "RecipeSpec", "SEMI_BUDGETS", "SWEEP_BUDGETS",
-           "SemiSpec", "SweepSpec", "campaign_status", "campaign_tests", "collect", "fidelity_table", "protocol_gap",
-           "recipe_gaps", "run_recipe",
-           "run_semi", "run_sweep"]
+           "SemiSpec", "SweepSpec", "arms_to_draw", "campaign_status", "campaign_tests", "collect", "fidelity_table",
+           "protocol_gap", "recipe_gaps", "run_recipe", "run_semi", "run_sweep"]

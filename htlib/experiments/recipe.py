@@ -371,6 +371,15 @@ def recipe_gaps(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["arm", "change", "seeds", "test_accuracy", "gap", "ci95", "verdict"])
 
 
+def arms_to_draw(gaps: pd.DataFrame, best: int = 2, worst: int = 3) -> list[str]:
+    """The baseline and, of the arms trained on its budget, the `best` with the largest gap and the
+    `worst` with the smallest (recipe_gaps), best first: few enough lines to tell apart in one
+    figure, and the two ends of the study, where its curves differ most."""
+    ranked = gaps[gaps["verdict"] != "other budget"].sort_values("gap", ascending=False)["arm"].tolist()
+    chosen = ranked[:best] + [arm for arm in ranked[-worst:] if arm not in ranked[:best]] if worst else ranked[:best]
+    return [BASELINE, *chosen]
+
+
 def _write(spec: RecipeSpec, table: pd.DataFrame) -> None:
     write_atomic(spec.table_path, lambda tmp: table.to_csv(tmp, index=False))
 
