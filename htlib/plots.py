@@ -167,7 +167,9 @@ def sweep_accuracy(table, title: str = "test accuracy against CNN size") -> plt.
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{k}-shot")
         ax.grid(alpha=0.3)
-    axes[-1].legend(title="method", fontsize=8)
+    # one legend for every method of the figure: a method may have points in one panel only
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    axes[-1].legend(handles.values(), handles.keys(), title="method", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -222,3 +222,10 @@ def test_the_headline_figure_has_a_panel_per_task_and_colours_by_test_protocol()
     assert len(fig.axes[0].get_yticklabels()) == 4  # paper HT, paper MAML++, the campaign, the single run
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["tested on `paper`", "tested on `vinyals`", "the paper (no CI)"]
+
+
+def test_the_sweep_figure_names_every_method_even_one_with_a_single_panel():
+    table = _table([("ht-all", 4, 0, 0.6, 0.01), ("maml", 4, 0, 0.3, 0.01)])
+    five = _table([("ht-all", 4, 0, 0.7, 0.01)]).assign(shots=5)  # no 5-shot maml cell, as in the long sweep
+    fig = sweep_accuracy(pd.concat([table, five]))
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["ht-all", "maml"]
