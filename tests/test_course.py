@@ -165,6 +165,34 @@ def _written_conv0_wide(c, n, g, layers=4, image_channels=1):
     return ref + (9 * c * (c - 1) if g == "all" else 0)
 
 
+def _loop(model, images, label_emb, shared, n, *, update=True, block=True, late=True, extra=False):
+    """The generation loop with one typical mistake switched on."""
+    from htlib.models.cnn import cnn_block
+
+    spec, weights, acts = model.cfg.cnn, {}, images
+    for layer in range(spec.num_conv_layers):
+        name = f"conv{layer}"
+        if not late and layer == spec.num_conv_layers - 1:
+            before_last = acts  # the logits read the support set before the last conv layer
+        if name in model.generators:
+            slices, _ = model.generators[name](acts, label_emb, shared, spec.out_channels(layer))  # maps path
+            weights[name] = slices.reshape(images.shape[0], *spec.conv_shape(layer))
+        else:
+            weights[name] = model.conv_weights[name].expand(images.shape[0], *model.conv_weights[name].shape)
+        if not update:
+            continue
+        scale, shift = model.bn[layer]
+        if block:
+            acts = cnn_block(acts, weights[name], scale, shift, spec.activation, spec.bn_eps)
+        else:  # conv and ReLU only: no pooling, no BatchNorm
+            acts = F.relu(torch.stack([F.conv2d(acts[e], weights[name][e], padding=1) for e in range(len(acts))]))
+    weights["logits"], _ = model.generators["logits"](acts if late else before_last, label_emb, shared, n,
+                                                      model.label_embedding.weight[:n])
+    if extra:
+        weights["query"] = weights["logits"]
+    return weights
+
+
 def _gap_summed(a, ca, b, cb):
     gap, ci = a - b, ca + cb
     return gap, ci, "better" if gap - ci > 0 else "worse" if gap + ci < 0 else "no clear difference"
@@ -242,6 +270,10 @@ MISTAKES = [
     ("logits_layer", _logits_no_bias, "The bias is missing"),
     ("logits_layer", _logits_bias_first, "take the bias from the first entry"),
     ("logits_layer", _logits_transposed, "one row per class"),
+    ("generate_layers", lambda *a: _loop(*a, update=False), "to have 4 channels, but got 1"),  # the hint: update acts
+    ("generate_layers", lambda *a: _loop(*a, block=False), "with the weights just written and its BatchNorm"),
+    ("generate_layers", lambda *a: _loop(*a, late=False), "but the logits layer is not"),
+    ("generate_layers", lambda *a: _loop(*a, extra=True), "one entry per layer"),
     ("weights_written", _written_no_bias, "off by exactly N = 5: is the bias"),
     ("weights_written", _written_conv0_wide, "conv0 reads the image's 1 channel"),
     ("gap_ci", _gap_summed, "You added the half-widths"),
@@ -346,3 +378,17 @@ def test_what_an_answer_prints_while_checked_is_hidden_and_mentioned():
         result = course.check("mean_ci95", noisy)
     assert result.status == "passed" and seen.getvalue() == ""
     assert "Your function printed 4 line(s) while it was checked" in result.message
+
+
+def test_the_loops_reference_is_the_models_own_generation_even_on_the_maps_path():
+    from htlib.course.exercises import _loop_inputs
+
+    for method in ("ht-all", "ht-2", "ht-logits"):
+        model, images, label_emb, shared, n = _loop_inputs(method)
+        labels = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 2, 0, 0, 1, 1]])
+        with torch.no_grad():
+            mine = EXERCISES["generate_layers"].reference(model, images, label_emb, shared, n)
+            theirs = model.generate_weights(images, labels, n)
+        assert all(torch.allclose(mine[k], theirs[k], atol=1e-5) for k in theirs) and set(mine) == set(theirs)
+    # the same loop written with the attention maps asked (another arithmetic order) still passes
+    assert course.check("generate_layers", _loop).status == "passed"

@@ -30,7 +30,7 @@ from htlib.course.core import (
     same,
 )
 from htlib.evaluate import mean_ci95 as _htlib_mean_ci95
-from htlib.models.cnn import linear_logits
+from htlib.models.cnn import cnn_block, linear_logits
 from htlib.models.protonet import ProtoNet
 from htlib.report import difference
 
@@ -262,6 +262,78 @@ def _check_logits_layer(answer) -> str:
     return "logits = features . class weights + class bias, shape (B, M, N)."
 
 
+def generate_layers(model, images: torch.Tensor, label_emb: torch.Tensor, shared: torch.Tensor,
+                    n_classes: int) -> dict[str, torch.Tensor]:
+    """The HT's layer-by-layer loop for a batch of episodes: {"conv0": (B, C, C_img, 3, 3), ...,
+    "logits": (B, n_classes, C + 1)}.
+
+    images (B, S, C_img, H, W) is the support set; label_emb (B, S, d) and shared (B, S, s) are its
+    label embeddings and shared features, the same for every layer. A generated layer's weights come
+    from its generator, which reads the support set as it arrives at that layer; a layer the HT does
+    not generate is an ordinary trained weight, the same for every episode. The support set then
+    goes through the layer (conv, activation, pooling, BatchNorm: cnn_block) before the next one.
+    The logits layer comes last, its placeholders the label embeddings of the episode's classes.
+    """
+    spec, weights, acts = model.cfg.cnn, {}, images
+    for layer in range(spec.num_conv_layers):
+        name = f"conv{layer}"
+        if name in model.generators:
+            slices, _ = model.generators[name](acts, label_emb, shared, spec.out_channels(layer), return_attention=False)
+            weights[name] = slices.reshape(images.shape[0], *spec.conv_shape(layer))
+        else:
+            weights[name] = model.conv_weights[name].expand(images.shape[0], *model.conv_weights[name].shape)
+        scale, shift = model.bn[layer]
+        acts = cnn_block(acts, weights[name], scale, shift, spec.activation, spec.bn_eps)
+    weights["logits"], _ = model.generators["logits"](acts, label_emb, shared, n_classes,
+                                                      model.label_embedding.weight[:n_classes], return_attention=False)
+    return weights
+
+
+def _loop_inputs(method: str):
+    """A small untrained HT of `method` and a support set of 2 episodes, 3-way 2-shot, from fixed seeds."""
+    from htlib.config import TrainConfig
+    from htlib.methods import build_model
+
+    torch.manual_seed(7)
+    model = build_model(TrainConfig(dataset="synthetic", method=method, ways=3, channels=4,
+                                    model_options={"transformer_layers": 1}), (1, 28, 28)).eval()
+    images, labels = _randn(2, 6, 1, 28, 28, seed=8), torch.tensor([[0, 1, 2, 0, 1, 2], [2, 2, 0, 0, 1, 1]])
+    with torch.no_grad():
+        shared = model.shared(images.flatten(0, 1)).reshape(2, 6, -1)
+        return model, images, model.label_embedding(labels), F.layer_norm(shared, shared.shape[-1:]), 3
+
+
+def _check_generate_layers(answer) -> str:
+    hint = ("per conv layer: weights from its generator (or the trained weight), then acts = cnn_block(acts, weight, "
+            "*model.bn[layer], ...) before the next layer; the logits layer last")
+    for method in ("ht-all", "ht-2"):
+        model, images, label_emb, shared, n = _loop_inputs(method)
+        with torch.no_grad():
+            got = call(answer, model, images, label_emb, shared, n, hint=hint)
+            want = generate_layers(model, images, label_emb, shared, n)
+        if not isinstance(got, dict) or set(got) != set(want):
+            raise CheckFailed(f"Return a dict with one entry per layer, {sorted(want)}; got "
+                              f"{sorted(got) if isinstance(got, dict) else type(got).__name__}.", hint)
+        for name in want:  # the first layer that differs says where the loop goes wrong
+            expect_tensor(got[name], f"weights['{name}']", tuple(want[name].shape), hint=hint)
+            if same(got[name], want[name]):
+                continue
+            if name == "logits":
+                raise CheckFailed(f"({method}) Every conv layer is right but the logits layer is not: it is generated "
+                                  f"from the support set after the LAST conv layer, with the label embeddings of the "
+                                  f"episode's {n} classes as its placeholders (model.label_embedding.weight[:n]).", hint)
+            layer = int(name.removeprefix("conv"))
+            if layer == 0:
+                raise CheckFailed(f"({method}) conv0 differs already: its generator reads the support images "
+                                  f"themselves, with out_channels(0) slots, and its slices are reshaped to "
+                                  f"conv_shape(0).", hint)
+            raise CheckFailed(f"({method}) conv{layer - 1} is right but conv{layer} is not: conv{layer}'s tokens must "
+                              f"come from the support set pushed through conv{layer - 1}, with the weights just "
+                              f"written and its BatchNorm, cnn_block(acts, weight, scale, shift, activation, "
+                              f"bn_eps); is `acts` updated inside the loop, after each layer?", hint)
+    return "the weights of every layer equal the model's own loop, for an HT writing all layers and one writing two."
+
+
 # ================================================================ notebook 03: all layers or only the logits
 
 
@@ -473,6 +545,8 @@ EXERCISES: dict[str, Exercise] = {ex.key: ex for ex in [
              kernel_from_output, _check_kernel_from_output, "print out.shape and the shape you reshape to"),
     Exercise("logits_layer", "02", "the generated logits layer", 1, 10, logits_layer, _check_logits_layer,
              "print the shapes of features and weight[..., :-1]"),
+    Exercise("generate_layers", "02", "the layer-by-layer generation loop, the HT's central idea", 3, 25,
+             generate_layers, _check_generate_layers, "print the shape of acts after each layer"),
     Exercise("weights_written", "03", "how many weights the HT writes per episode", 2, 10, weights_written,
              _check_weights_written, "work out C = 8, N = 20 by hand first"),
     Exercise("gap_ci", "03", "the gap between two methods, with its 95% CI", 2, 10, gap_ci, _check_gap_ci,
