@@ -53,7 +53,7 @@ def _semi(rows):
                           "test_accuracy": acc, "ci95": 0.01} for m, a, u, d, acc in rows])
 
 
-def test_semi_verdicts_separate_gain_arm_effect_and_distractors():
+def test_unlabelled_gains_are_against_u_0_of_the_same_arm():
     table = _semi([("ht-all", 0, 0, 0, 0.80), ("ht-all", 0, 5, 0, 0.70), ("ht-all", 5, 0, 0, 0.80),
                    ("ht-all", 5, 5, 0, 0.85), ("ht-all", 5, 5, 5, 0.84)])
     g = unlabelled_gains(table).set_index(["train_unlabelled", "test_unlabelled"])
