@@ -61,7 +61,7 @@ $(COURSE): $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e ".[course]"
 	touch $@
 
-student: $(COURSE)  ## write the student versions of notebooks 01-05 into notebooks/student/ (solutions -> stubs)
+student: $(COURSE)  ## write the student versions of notebooks 01-06 into notebooks/student/ (solutions -> stubs)
 	$(PY) -m htlib.course student
 
 grade: $(COURSE)  ## grade submissions at ci: make grade SUBMISSIONS=DIR [TIMEOUT=s per cell] [OUT=dir] [ONLY="01 04"]

@@ -193,6 +193,22 @@ def _loop(model, images, label_emb, shared, n, *, update=True, block=True, late=
     return weights
 
 
+def _paired_all_seeds(arm, base):  # the baseline's mean over every seed it has
+    gap, ci = EXERCISES["paired_gap"].reference(arm, base)
+    return float(arm["test_accuracy"].mean() - base["test_accuracy"].mean()), ci
+
+
+def _paired_averaged_ci(arm, base):  # each side's CI averaged instead of divided by sqrt(n)
+    shared = sorted(set(arm["seed"]) & set(base["seed"]))
+    a, b = (t.set_index("seed").loc[shared] for t in (arm, base))
+    return float(a["test_accuracy"].mean() - b["test_accuracy"].mean()), math.hypot(a["ci95"].mean(), b["ci95"].mean())
+
+
+def _paired_reversed(arm, base):
+    gap, ci = EXERCISES["paired_gap"].reference(arm, base)
+    return -gap, ci
+
+
 def _gap_summed(a, ca, b, cb):
     gap, ci = a - b, ca + cb
     return gap, ci, "better" if gap - ci > 0 else "worse" if gap + ci < 0 else "no clear difference"
@@ -274,6 +290,9 @@ MISTAKES = [
     ("generate_layers", lambda *a: _loop(*a, block=False), "with the weights just written and its BatchNorm"),
     ("generate_layers", lambda *a: _loop(*a, late=False), "but the logits layer is not"),
     ("generate_layers", lambda *a: _loop(*a, extra=True), "one entry per layer"),
+    ("paired_gap", _paired_all_seeds, "compare on the seeds both have"),
+    ("paired_gap", _paired_averaged_ci, "You averaged the CIs"),
+    ("paired_gap", _paired_reversed, "the gap is the arm minus the baseline"),
     ("weights_written", _written_no_bias, "off by exactly N = 5: is the bias"),
     ("weights_written", _written_conv0_wide, "conv0 reads the image's 1 channel"),
     ("gap_ci", _gap_summed, "You added the half-widths"),
@@ -357,9 +376,10 @@ def test_nbgrader_scores_a_check_cell_by_the_points_of_its_result():
 
 
 def test_the_exercise_list_fits_the_issue():
-    """2-4 exercises in each of notebooks 01-04, one in 05; each key unique, with points and a time."""
-    assert NOTEBOOKS == ["01", "02", "03", "04", "05"]
-    assert all(2 <= len(exercises_of(nb)) <= 4 for nb in NOTEBOOKS[:4]) and len(exercises_of("05")) == 1
+    """2-4 exercises in each of notebooks 01-04, one in 05 and in 06; each key unique, with points and a time."""
+    assert NOTEBOOKS == ["01", "02", "03", "04", "05", "06"]
+    assert all(2 <= len(exercises_of(nb)) <= 4 for nb in NOTEBOOKS[:4])
+    assert len(exercises_of("05")) == len(exercises_of("06")) == 1
     assert all(ex.points > 0 and ex.minutes > 0 and ex.title and ex.hint for ex in EXERCISES.values())
 
 
@@ -392,3 +412,16 @@ def test_the_loops_reference_is_the_models_own_generation_even_on_the_maps_path(
         assert all(torch.allclose(mine[k], theirs[k], atol=1e-5) for k in theirs) and set(mine) == set(theirs)
     # the same loop written with the attention maps asked (another arithmetic order) still passes
     assert course.check("generate_layers", _loop).status == "passed"
+
+
+def test_the_paired_gap_reference_is_the_recipe_studys_own():
+    import pandas as pd
+
+    from htlib.experiments.recipe import recipe_gaps
+
+    table = pd.DataFrame([("baseline", 0, 0.80, 0.006), ("baseline", 1, 0.84, 0.005), ("lr-3e-3", 1, 0.70, 0.007),
+                          ("shift-2", 0, 0.82, 0.006), ("shift-2", 1, 0.83, 0.005)],
+                         columns=["arm", "seed", "test_accuracy", "ci95"]).assign(change="", episodes=48000)
+    for g in recipe_gaps(table).itertuples():
+        gap, ci = EXERCISES["paired_gap"].reference(table[table.arm == g.arm], table[table.arm == "baseline"])
+        assert gap == pytest.approx(g.gap) and ci == pytest.approx(g.ci95)

@@ -1,4 +1,4 @@
-"""Coursework: graded exercises in notebooks 01-05, their checks, student versions and a grader.
+"""Coursework: graded exercises in notebooks 01-06, their checks, student versions and a grader.
 
 In a notebook::
 

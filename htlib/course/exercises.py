@@ -1,4 +1,4 @@
-"""The graded exercises of notebooks 01-05: for each, the reference solution and a check that teaches.
+"""The graded exercises of notebooks 01-06: for each, the reference solution and a check that teaches.
 
 Each check calls the student's function on small fixed inputs (made here from a seed, so they do
 not depend on the notebook's state or on Omniglot), compares with the reference, and when the
@@ -531,6 +531,56 @@ def _check_mean_ci95(answer) -> str:
     return "mean and 1.96 standard errors (sample standard deviation), on 50 episodes and on 5."
 
 
+# ================================================================ notebook 06: training the HT
+
+
+def paired_gap(arm, baseline) -> tuple[float, float]:
+    """An arm's test accuracy minus the baseline's, on the seeds both were trained with, and the
+    95% CI half-width of that gap. `arm` and `baseline` are tables with columns seed, test_accuracy
+    and ci95 (one row per seed). Each side's mean over the shared seeds has a CI of
+    sqrt(sum ci^2) / n (independent runs); the gap's combines the two in quadrature."""
+    seeds = sorted(set(arm["seed"]) & set(baseline["seed"]))
+    a, b = arm.set_index("seed").loc[seeds], baseline.set_index("seed").loc[seeds]
+    ci = math.hypot(math.sqrt((a["ci95"] ** 2).sum()) / len(seeds), math.sqrt((b["ci95"] ** 2).sum()) / len(seeds))
+    return float(a["test_accuracy"].mean() - b["test_accuracy"].mean()), ci
+
+
+def _check_paired_gap(answer) -> str:
+    import pandas as pd
+
+    def table(rows):
+        return pd.DataFrame(rows, columns=["seed", "test_accuracy", "ci95"])
+
+    hint = ("keep only the seeds both tables have; the mean of n independent accuracies has a CI of "
+            "sqrt(sum of ci^2) / n; independent CIs of a difference combine as sqrt(ci_a^2 + ci_b^2)")
+    base = table([(0, 0.80, 0.006), (1, 0.84, 0.005), (2, 0.70, 0.008)])  # seed 2: a third baseline seed
+    cases = {"one shared seed": (table([(1, 0.86, 0.005)]), base),
+             "two shared seeds": (table([(0, 0.83, 0.006), (1, 0.85, 0.004), (5, 0.99, 0.001)]), base)}
+    for name, (arm, baseline) in cases.items():
+        got = call(answer, arm, baseline, hint=hint)
+        if not isinstance(got, tuple) or len(got) != 2:
+            raise CheckFailed("It should return a tuple (gap, ci95).", hint)
+        gap, ci = as_number(got[0], "gap"), as_number(got[1], "ci95")
+        want_gap, want_ci = paired_gap(arm, baseline)
+        if not close(gap, want_gap):
+            every = arm["test_accuracy"].mean() - baseline["test_accuracy"].mean()
+            said = (" That is the mean over every seed of each table: compare on the seeds both have, since a "
+                    "seed decides the episodes and the initial weights." if close(gap, every) else
+                    " That is the baseline minus the arm: the gap is the arm minus the baseline."
+                    if close(gap, -want_gap) else "")
+            raise CheckFailed(f"With {name} the gap is {gap:.4g}; it should be {want_gap:.4g}.{said}", hint)
+        if not close(ci, want_ci):
+            shared = sorted(set(arm["seed"]) & set(baseline["seed"]))
+            a, b = (t.set_index("seed").loc[shared, "ci95"] for t in (arm, baseline))
+            said = (" You averaged the CIs: the mean of n independent runs is surer than each, by 1/sqrt(n)."
+                    if close(ci, math.hypot(a.mean(), b.mean())) else
+                    " You added the two sides' CIs: independent errors combine in quadrature."
+                    if close(ci, math.sqrt((a ** 2).sum()) / len(shared) + math.sqrt((b ** 2).sum()) / len(shared))
+                    else "")
+            raise CheckFailed(f"With {name} the CI half-width is {ci:.4g}; it should be {want_ci:.4g}.{said}", hint)
+    return "gap and CI right on one and on two shared seeds, with seeds only one side has left out."
+
+
 # ================================================================ the list
 
 
@@ -557,11 +607,13 @@ EXERCISES: dict[str, Exercise] = {ex.key: ex for ex in [
              _check_soft_kmeans_step, "write down the shapes: (S_u, N) assignments, (N, C) prototypes"),
     Exercise("mean_ci95", "05", "a 95% confidence interval over episodes", 2, 10, mean_ci95, _check_mean_ci95,
              "per_episode is a 1-d tensor of accuracies, one per episode"),
+    Exercise("paired_gap", "06", "an arm against the baseline, on the seeds both have", 2, 15, paired_gap,
+             _check_paired_gap, "print the seeds of each table first"),
 ]}
 
 
 def exercises_of(notebook: str) -> list[Exercise]:
-    """The exercises of notebook "01".."05", in their order in the notebook."""
+    """The exercises of notebook "01".."06", in their order in the notebook."""
     return [ex for ex in EXERCISES.values() if ex.notebook == notebook]
 
 
