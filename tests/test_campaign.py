@@ -46,7 +46,8 @@ def test_segments_resume_bit_for_bit_and_record_the_machine(tmp_path):
     assert tested["test_accuracy"].between(0, 1).all() and (tested["test_episodes"] > 0).all()
     final = json.loads((folder / "result.json").read_text())
     assert tested["test_accuracy"].iloc[2] == final["test_accuracy"]  # the same weights, the same episodes
-    assert tested["test_accuracy"].iloc[3] != tested["test_accuracy"].iloc[2]  # 5 shots: other episodes
+    # (the 5-shot row's accuracy is not compared with the 1-shot one: a smoke model that ignores its
+    # support set scores the same on both, which happened on an Intel Xeon's rounding)
     straight = train(spec.config(), tmp_path / "straight", progress=False)
     resumed = pd.read_csv(folder / "metrics.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(resumed, straight.metrics.drop(columns="seconds"))  # same process, same machine
